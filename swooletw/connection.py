@@ -1,0 +1,503 @@
+# -*- test-case-name: tests.test_server -*-
+"""
+Connections of a server: the protocol each TCP connection runs, the factory
+of each listening port, and the table that maps Swoole's connection ids
+("fd"s) to connections.
+
+The write path is the hot path.  Twisted's C{transport.write} only queues
+the bytes and asks the reactor to tell it when the socket is writable, so a
+reply costs two extra epoll changes and a loop turn.  Here, replies sent to a
+connection while its own data is being handled are gathered and written
+straight to the socket when the read event ends, if nothing is queued
+before them: one C{send()} for all the packets of that read, and no wait.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from twisted.internet import tcp
+from twisted.internet.protocol import DatagramProtocol, Factory
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from swooletw import framing
+from swooletw.events import invoke, watch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from swooletw.server import Port, Server
+
+__all__ = [
+    "ConnectionTable",
+    "ServerStats",
+    "ServerConnection",
+    "PortFactory",
+    "UDPPortProtocol",
+    "toBytes",
+]
+
+
+def toBytes(data: Any) -> bytes:
+    """
+    What C{send} accepts, as bytes: PHP strings are bytes; a C{str} is sent
+    as UTF-8.
+
+    @raise TypeError: for anything else.
+    """
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"can only send str or bytes, not {type(data).__name__}")
+
+
+class ServerStats:
+    """
+    Swoole's C{stats()} counters for one process.
+    """
+
+    __slots__ = (
+        "start_time",
+        "accept_count",
+        "close_count",
+        "request_count",
+        "response_count",
+        "total_recv_bytes",
+        "total_send_bytes",
+        "packet_error_count",
+        "max_conn_refused_count",
+        "heartbeat_close_count",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def asDict(self) -> dict[str, int]:
+        """
+        The counters by name.
+        """
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class ConnectionTable:
+    """
+    Connection ids and the connections they name.  Ids start at 1, grow by
+    one and are never reused while the server runs, as Swoole's session ids.
+    """
+
+    def __init__(self) -> None:
+        self._connections: dict[int, ServerConnection] = {}
+        self._lastFd = 0
+        #: the dict lookup used by C{send}, bound once
+        self.get: Callable[[int], ServerConnection | None] = self._connections.get
+
+    def allocate(self) -> int:
+        """
+        A new connection id.
+        """
+        self._lastFd += 1
+        return self._lastFd
+
+    @property
+    def lastFd(self) -> int:
+        """
+        The last id handed out (Swoole's C{session_round}).
+        """
+        return self._lastFd
+
+    def add(self, connection: ServerConnection) -> None:
+        """
+        Register a connection under its C{fd}.
+        """
+        self._connections[connection.fd] = connection
+
+    def remove(self, fd: int) -> None:
+        """
+        Forget a connection.
+        """
+        self._connections.pop(fd, None)
+
+    def page(self, startFd: int, size: int) -> list[int]:
+        """
+        Up to C{size} ids greater than C{startFd}, in order.
+        """
+        result = []
+        for fd in self._connections:
+            if fd > startFd:
+                result.append(fd)
+                if len(result) == size:
+                    break
+        return result
+
+    def values(self) -> list[ServerConnection]:
+        """
+        A snapshot of the connections.
+        """
+        return list(self._connections.values())
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self._connections))
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    def __contains__(self, fd: object) -> bool:
+        return fd in self._connections
+
+
+def _canWriteDirectly(transport: Any) -> bool:
+    # Only a plain TCP socket transport (not TLS, not a test double) exposes
+    # the buffer state and writeSomeData the direct path relies on.
+    return (
+        isinstance(transport, tcp.Connection)
+        and hasattr(transport, "_tempDataLen")
+        and hasattr(transport, "dataBuffer")
+        and hasattr(transport, "offset")
+    )
+
+
+class ServerConnection:
+    """
+    The server side of one TCP connection; combined with a framer from
+    L{swooletw.framing}, which calls L{packetReceived} per whole packet.
+
+    @ivar fd: the connection id.
+    @ivar connectTime: when it connected (seconds since the epoch).
+    @ivar lastTime: when data last arrived, for C{getClientInfo} and the
+        heartbeat.
+    """
+
+    log = Logger()
+    factory: PortFactory
+    transport: Any
+    fd = 0
+    connectTime = 0.0
+    lastTime = 0.0
+    _reading = False
+    _closing = False
+    _closedByServer = False
+
+    def connectionMade(self) -> None:
+        self._pending: list[bytes] = []
+        self._write = self._writeDirect if _canWriteDirectly(self.transport) else self.transport.write
+        self.factory.connectionOpened(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        factory = self.factory
+        self.lastTime = factory.clock.seconds()
+        factory.stats.total_recv_bytes += len(data)
+        self._reading = True
+        try:
+            super().dataReceived(data)  # type: ignore[misc]  # the framer
+        finally:
+            self._reading = False
+            if self._pending:
+                self._flush()
+
+    def packetReceived(self, packet: bytes) -> None:
+        """
+        One whole packet: count it and run the C{receive} callback.
+        """
+        factory = self.factory
+        factory.stats.request_count += 1
+        callback = factory.onReceive
+        if callback is None:
+            return
+        try:
+            result = callback(factory.serv, self.fd, factory.reactorId, packet)
+        except Exception:
+            factory.callbackFailed("receive", self.fd)
+            return
+        if result is not None:
+            watch(result, "receive", fd=self.fd)
+
+    def framingError(self, reason: str) -> None:
+        """
+        The peer broke the framing: close this connection only.
+        """
+        self.factory.framingError(self, reason)
+        self.closeConnection(byServer=False)
+
+    def sendData(self, data: bytes) -> bool:
+        """
+        Send bytes to the peer (Swoole's C{send} for this connection).
+
+        @return: C{False} if the connection is closing.
+        """
+        if self._closing:
+            return False
+        stats = self.factory.stats
+        stats.total_send_bytes += len(data)
+        stats.response_count += 1
+        if self._reading:
+            self._pending.append(data)
+        else:
+            self._write(data)
+        return True
+
+    def closeConnection(self, reset: bool = False, byServer: bool = True) -> bool:
+        """
+        Close after the data already sent; with C{reset}, at once.
+
+        @return: C{False} if it was already closing.
+        """
+        if self._closing:
+            return False
+        self._closing = True
+        self._closedByServer = byServer
+        if self._pending and not reset:
+            self._flush()
+        if reset:
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
+        return True
+
+    def connectionLost(self, reason: Any) -> None:
+        self._closing = True
+        self.factory.connectionClosed(self, self._closedByServer)
+
+    def clientInfo(self) -> dict[str, Any]:
+        """
+        Swoole's C{getClientInfo()} array for this connection.
+        """
+        peer = self.transport.getPeer()
+        host = self.transport.getHost()
+        return {
+            "server_port": getattr(host, "port", 0),
+            "server_fd": self.factory.port.index,
+            "socket_type": self.factory.port.type,
+            "remote_port": getattr(peer, "port", 0),
+            "remote_ip": getattr(peer, "host", ""),
+            "reactor_id": self.factory.reactorId,
+            "connect_time": int(self.connectTime),
+            "last_time": int(self.lastTime),
+            "last_recv_time": self.lastTime,
+            "close_errno": 0,
+        }
+
+    def _flush(self) -> None:
+        pending = self._pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        self._write(data)
+
+    def _writeDirect(self, data: bytes) -> None:
+        transport = self.transport
+        if (
+            transport._tempDataLen
+            or len(transport.dataBuffer) > transport.offset
+            or transport.disconnecting
+            or not transport.connected
+        ):
+            # Earlier bytes are queued (or the transport is closing): keep
+            # the order and let Twisted write when the socket is writable.
+            transport.write(data)
+            return
+        sent = transport.writeSomeData(data)
+        if isinstance(sent, int):
+            if sent < len(data):
+                transport.write(data[sent:])
+        else:
+            # The send failed: queue it so Twisted's own writer finds the
+            # error and closes the connection the usual way.
+            transport.write(data)
+
+
+class RawConnection(ServerConnection, framing.RawReceiver):
+    """A connection with no framing."""
+
+
+class EOFCheckConnection(ServerConnection, framing.EOFCheckReceiver):
+    """A connection with C{open_eof_check}."""
+
+
+class EOFSplitConnection(ServerConnection, framing.EOFSplitReceiver):
+    """A connection with C{open_eof_split}."""
+
+
+class Int32PacketConnection(ServerConnection, framing.Int32PacketReceiver):
+    """A connection with the standard C{N}/0/4 length header."""
+
+
+class LengthPacketConnection(ServerConnection, framing.LengthPacketReceiver):
+    """A connection with any other length header."""
+
+
+class LengthFuncConnection(ServerConnection, framing.LengthFuncReceiver):
+    """A connection framed by C{package_length_func}."""
+
+
+_CONNECTION_CLASSES: dict[type, type] = {
+    framing.RawReceiver: RawConnection,
+    framing.EOFCheckReceiver: EOFCheckConnection,
+    framing.EOFSplitReceiver: EOFSplitConnection,
+    framing.Int32PacketReceiver: Int32PacketConnection,
+    framing.LengthPacketReceiver: LengthPacketConnection,
+    framing.LengthFuncReceiver: LengthFuncConnection,
+}
+
+
+class PortFactory(Factory):
+    """
+    The factory of one listening TCP port: builds connections with the
+    port's framing, registers them in the server's table, runs the port's
+    (or the server's) callbacks and the port's heartbeat.
+
+    @ivar serv: the L{Server} passed to callbacks.
+    @ivar port: the L{Port} this factory listens for.
+    """
+
+    log = Logger()
+    noisy = False
+    reactorId = 0
+
+    def __init__(self, serv: Server, port: Port, clock: Any, wallClock: Callable[[], float] = time.time) -> None:
+        self.serv = serv
+        self.port = port
+        self.clock = clock
+        self.wallClock = wallClock
+        self.table: ConnectionTable = serv._table
+        self.stats: ServerStats = serv._stats
+        self.maxConn: int = serv.setting["max_conn"]
+        self.settings = port.effectiveSettings()
+        self.framing = framing.framingFor(self.settings)
+        self.protocol = _CONNECTION_CLASSES[self.framing.framer]
+        self.onConnect = port.getCallback("connect")
+        self.onReceive = port.getCallback("receive")
+        self.onClose = port.getCallback("close")
+        self.connections: dict[int, ServerConnection] = {}
+        self._heartbeat: LoopingCall | None = None
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if len(self.table) >= self.maxConn:
+            self.stats.max_conn_refused_count += 1
+            self.log.warn(
+                "refused a connection from {peer}: max_conn {limit} reached",
+                peer=addr,
+                limit=self.maxConn,
+            )
+            return None
+        connection = self.protocol()
+        connection.factory = self
+        self.framing.apply(connection)
+        return connection
+
+    def connectionOpened(self, connection: ServerConnection) -> None:
+        """
+        A new connection: give it an id, register it, fire C{connect}.
+        """
+        fd = self.table.allocate()
+        connection.fd = fd
+        connection.connectTime = self.wallClock()
+        connection.lastTime = self.clock.seconds()
+        if self.settings["open_tcp_nodelay"]:
+            connection.transport.setTcpNoDelay(True)
+        self.table.add(connection)
+        self.connections[fd] = connection
+        self.stats.accept_count += 1
+        if self.onConnect is not None:
+            invoke(self.onConnect, (self.serv, fd, self.reactorId), "connect", fd=fd)
+
+    def connectionClosed(self, connection: ServerConnection, byServer: bool) -> None:
+        """
+        A connection ended: forget it and fire C{close} (with reactor id -1
+        when the server closed it, as Swoole does).
+        """
+        fd = connection.fd
+        if self.connections.pop(fd, None) is None:
+            return
+        self.table.remove(fd)
+        self.stats.close_count += 1
+        if self.onClose is not None:
+            reactorId = -1 if byServer else self.reactorId
+            invoke(self.onClose, (self.serv, fd, reactorId), "close", fd=fd)
+
+    def framingError(self, connection: ServerConnection, reason: str) -> None:
+        """
+        Log and count a framing violation on one connection.
+        """
+        self.stats.packet_error_count += 1
+        self.log.warn(
+            "closing fd {fd} on port {port}: {reason}",
+            fd=connection.fd,
+            port=self.port.port,
+            reason=reason,
+        )
+
+    def callbackFailed(self, event: str, fd: int) -> None:
+        """
+        Log the exception being handled, raised by an event callback.
+        """
+        self.log.failure("{event} callback failed (fd {fd})", event=event, fd=fd)
+
+    def startHeartbeat(self, interval: float, idle: float) -> None:
+        """
+        Sweep every C{interval} seconds, closing connections with no data
+        for C{idle} seconds.
+        """
+        self._idle = idle
+        self._heartbeat = LoopingCall(self.sweep)
+        self._heartbeat.clock = self.clock
+        self._heartbeat.start(interval, now=False)
+
+    def stopHeartbeat(self) -> None:
+        """
+        Stop the sweep.
+        """
+        if self._heartbeat is not None and self._heartbeat.running:
+            self._heartbeat.stop()
+        self._heartbeat = None
+
+    def sweep(self) -> None:
+        """
+        Close every connection idle for longer than the heartbeat allows.
+        """
+        deadline = self.clock.seconds() - self._idle
+        for connection in list(self.connections.values()):
+            if connection.lastTime <= deadline and not connection._closing:
+                self.stats.heartbeat_close_count += 1
+                self.log.info(
+                    "closing fd {fd}: no data for {idle} seconds (heartbeat)",
+                    fd=connection.fd,
+                    idle=self._idle,
+                )
+                connection.closeConnection(byServer=False)
+
+
+class UDPPortProtocol(DatagramProtocol):
+    """
+    A UDP port: each datagram fires C{packet(serv, data, client_info)}.
+    """
+
+    log = Logger()
+
+    def __init__(self, serv: Server, port: Port) -> None:
+        self.serv = serv
+        self.port = port
+        self.stats: ServerStats = serv._stats
+        self.onPacket = port.getCallback("packet")
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        stats = self.stats
+        stats.request_count += 1
+        stats.total_recv_bytes += len(data)
+        if self.onPacket is None:
+            return
+        clientInfo = {"address": addr[0], "port": addr[1], "server_socket": self.port.index}
+        invoke(self.onPacket, (self.serv, data, clientInfo), "packet", peer=f"{addr[0]}:{addr[1]}")
+
+    def sendto(self, ip: str, port: int, data: bytes) -> bool:
+        """
+        Send one datagram.
+        """
+        if self.transport is None:
+            return False
+        self.transport.write(data, (ip, port))
+        self.stats.total_send_bytes += len(data)
+        self.stats.response_count += 1
+        return True

@@ -1,0 +1,437 @@
+# -*- test-case-name: tests.test_server -*-
+"""
+L{Server}: Swoole's C{Swoole\\Server} API on Twisted.
+
+    serv = Server("127.0.0.1", 9501)
+    serv.set({"open_eof_split": True, "package_eof": "\\r\\n"})
+    serv.on("receive", lambda serv, fd, reactor_id, data: serv.send(fd, data))
+    serv.start()
+
+C{start()} blocks and runs the reactor, as in PHP; C{asService()} gives the
+same server as a Twisted service for C{twistd} and C{.tac} files.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterator, Mapping
+
+from twisted.logger import Logger
+
+from swooletw import settings as _settings
+from swooletw.connection import ConnectionTable, ServerStats, toBytes
+from swooletw.constants import PROCESS, SOCK_TCP, UDP_TYPES, Mode, SockType
+from swooletw.events import PORT_EVENTS, EventError, adaptArity, canonicalEvent
+from swooletw.timer import Timers
+
+__all__ = ["Server", "Port", "ServerStateError"]
+
+
+class ServerStateError(RuntimeError):
+    """
+    A call that Swoole allows only before (or only after) C{start()}.
+    """
+
+
+def _mergeSettings(values: Mapping[str, Any] | None, keywords: dict[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    if values is not None:
+        if not isinstance(values, Mapping):
+            raise _settings.SettingError(
+                f"set() takes a dict of settings, got {type(values).__name__}"
+            )
+        merged.update(values)
+    merged.update(keywords)
+    return merged
+
+
+class Port:
+    """
+    One listening address of a server (Swoole's C{Server\\Port}): its own
+    framing and heartbeat settings and its own C{connect}, C{receive},
+    C{close} and C{packet} callbacks, falling back to the server's.
+
+    @ivar host: the interface, or L{None} for an endpoint string.
+    @ivar port: the port number; after listening on port 0, the real one.
+    @ivar type: a L{SockType}.
+    @ivar endpoint: a Twisted endpoint string, or L{None}.
+    @ivar index: the position in C{serv.ports} (Swoole's C{server_socket}).
+    @ivar setting: what was set on this port.
+    """
+
+    def __init__(
+        self,
+        server: Server,
+        host: str | None,
+        port: int,
+        sockType: SockType = SOCK_TCP,
+        endpoint: str | None = None,
+    ) -> None:
+        self._server = server
+        self.host = host
+        self.port = port
+        self.type = SockType(sockType)
+        self.endpoint = endpoint
+        self.index = len(server.ports)
+        self.setting: dict[str, Any] = {}
+        self._callbacks: dict[str, Callable[..., Any]] = {}
+
+    def set(self, values: Mapping[str, Any] | None = None, **keywords: Any) -> None:
+        """
+        Set this port's settings (framing, heartbeat, TLS, ...).
+
+        @raise SettingError: naming the first bad setting.
+        """
+        self._server._checkNotStarted("set()")
+        merged = _mergeSettings(values, keywords)
+        normalised = _settings.normalise(merged, portOnly=True)
+        _settings.checkFraming({**self.effectiveSettings(), **normalised})
+        self.setting.update(normalised)
+
+    def on(self, event: str, callback: Callable[..., Any]) -> bool:
+        """
+        Register this port's callback for C{connect}, C{receive},
+        C{close} or C{packet}.
+        """
+        self._server._checkNotStarted("on()")
+        key, argc = canonicalEvent(event, PORT_EVENTS)
+        self._callbacks[key] = adaptArity(callback, argc)
+        return True
+
+    def getCallback(self, event: str) -> Callable[..., Any] | None:
+        """
+        The callback this port runs for C{event}: its own, else the
+        server's.
+        """
+        key, _ = canonicalEvent(event)
+        callback = self._callbacks.get(key)
+        if callback is None:
+            callback = self._server._callbacks.get(key)
+        return callback
+
+    def effectiveSettings(self) -> dict[str, Any]:
+        """
+        Every per-port setting: Swoole's default, overridden by the
+        server's C{set()}, overridden by this port's.
+        """
+        server = self._server.setting
+        merged = {name: server[name] for name in _settings.PORT_SETTINGS if name in server}
+        merged.update(self.setting)
+        return merged
+
+    @property
+    def connections(self) -> list[int]:
+        """
+        The ids of this port's connections.
+        """
+        return [
+            fd for fd in self._server.connections
+            if self._server._portOf(fd) is self
+        ]
+
+    def __repr__(self) -> str:
+        where = self.endpoint or f"{self.host}:{self.port}"
+        return f"<Port {self.index} {self.type.name} {where}>"
+
+
+class _Connections:
+    """
+    C{serv.connections}: iterate over connection ids; C{len()}; C{in}.
+    """
+
+    def __init__(self, table: ConnectionTable) -> None:
+        self._table = table
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __contains__(self, fd: object) -> bool:
+        return fd in self._table
+
+
+class Server:
+    """
+    A Swoole-style TCP/UDP server.
+
+    @param host: the main port's interface.
+    @param port: the main port (0: any free port).
+    @param mode: C{PROCESS} or C{BASE}, as Swoole's third argument; kept for
+        ported code.  A socket type passed here is taken as C{sock_type},
+        so C{Server(host, port, SOCK_UDP)} also works.
+    @param sock_type: C{SOCK_TCP}, C{SOCK_UDP}, C{SOCK_TCP6} or C{SOCK_UDP6}.
+    @param reactor: the reactor to run on (default: the global one, looked up
+        when first needed).
+
+    @ivar setting: every setting, Swoole's defaults overridden by C{set()}.
+    @ivar ports: the listening ports, the main one first.
+    @ivar connections: the ids of every open connection.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        host: str = "0.0.0.0",
+        port: int = 0,
+        mode: Mode | SockType = PROCESS,
+        sock_type: SockType = SOCK_TCP,
+        *,
+        reactor: Any = None,
+    ) -> None:
+        if isinstance(mode, SockType):
+            mode, sock_type = PROCESS, mode
+        self.mode = Mode(mode)
+        self.host = host
+        self.port = port
+        self.type = SockType(sock_type)
+        self.setting: dict[str, Any] = _settings.defaults()
+        self.ports: list[Port] = []
+        self.ports.append(Port(self, host, port, self.type))
+        self._callbacks: dict[str, Callable[..., Any]] = {}
+        self._reactor = reactor
+        self._table = ConnectionTable()
+        self._stats = ServerStats()
+        self._timers: Timers | None = None
+        self._service: Any = None
+        self.connections = _Connections(self._table)
+        self.master_pid = self.manager_pid = self.worker_pid = os.getpid()
+        self.worker_id = 0
+        self.taskworker = False
+
+    # ------------------------------------------------------------ set-up
+
+    @property
+    def reactor(self) -> Any:
+        """
+        The reactor this server runs on.
+        """
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self._reactor = reactor
+        return self._reactor
+
+    def set(self, values: Mapping[str, Any] | None = None, **keywords: Any) -> None:
+        """
+        Swoole's C{set()}: a dict as PHP's array, or keyword arguments.
+        Per-port settings set here are every port's default.
+
+        @raise SettingError: naming the first bad setting and, for an
+            unknown name, the closest valid one.
+        """
+        self._checkNotStarted("set()")
+        normalised = _settings.normalise(_mergeSettings(values, keywords))
+        candidate = {**self.setting, **normalised}
+        for port in self.ports:
+            _settings.checkFraming({**candidate, **port.setting})
+        self.setting = candidate
+
+    def on(self, event: str, callback: Callable[..., Any]) -> bool:
+        """
+        Register the callback for a Swoole event (case-insensitive):
+        C{start}, C{shutdown}, C{workerStart}, C{workerStop}, C{connect},
+        C{receive}, C{close}, C{packet}, ...
+
+        @raise EventError: for an unknown event, naming the closest one.
+        """
+        self._checkNotStarted("on()")
+        key, argc = canonicalEvent(event)
+        self._callbacks[key] = adaptArity(callback, argc)
+        return True
+
+    def getCallback(self, event: str) -> Callable[..., Any] | None:
+        """
+        The callback registered for C{event}, or L{None}.
+        """
+        return self._callbacks.get(canonicalEvent(event)[0])
+
+    def listen(self, host: str, port: int, sock_type: SockType = SOCK_TCP) -> Port:
+        """
+        Listen on one more address; the returned L{Port} takes its own
+        C{set()} and C{on()}.
+        """
+        self._checkNotStarted("listen()")
+        new = Port(self, host, port, sock_type)
+        self.ports.append(new)
+        return new
+
+    addlistener = listen
+
+    def listenEndpoint(self, description: str) -> Port:
+        """
+        Listen on a Twisted server endpoint string (C{"tcp:9501"},
+        C{"ssl:443:privateKey=key.pem"}, C{"unix:/run/s.sock"}, ...).
+        """
+        self._checkNotStarted("listenEndpoint()")
+        new = Port(self, None, 0, SOCK_TCP, endpoint=description)
+        self.ports.append(new)
+        return new
+
+    def asService(self) -> Any:
+        """
+        This server as a Twisted L{IService}, for C{twistd} and C{.tac}
+        files.  The same service every time.
+        """
+        if self._service is None:
+            from swooletw.service import ServerService
+
+            self._service = ServerService(self)
+        return self._service
+
+    def start(self) -> bool:
+        """
+        Listen and run until stopped (SIGTERM, SIGINT or C{shutdown()}), as
+        Swoole's C{start()}.
+
+        @return: C{False} if it could not listen (the reason is logged).
+        """
+        from swooletw.service import runServer
+
+        return runServer(self)
+
+    def shutdown(self) -> bool:
+        """
+        Stop the server gracefully: C{workerStop}, connections closed,
+        C{shutdown}.
+        """
+        if self._service is None or not self._service.running:
+            return False
+        self.reactor.callLater(0, self.reactor.stop)
+        return True
+
+    # ------------------------------------------------------- connections
+
+    def send(self, fd: int, data: Any, serverSocket: int = -1) -> bool:
+        """
+        Send data to a connection.
+
+        @return: C{False} (logged at debug) if C{fd} is closed or unknown.
+        """
+        connection = self._table.get(fd)
+        if connection is None:
+            self.log.debug("send to unknown or closed fd {fd} dropped", fd=fd)
+            return False
+        if data.__class__ is not bytes:
+            data = toBytes(data)
+        return connection.sendData(data)
+
+    def sendto(self, ip: str, port: int, data: Any, server_socket: int = -1) -> bool:
+        """
+        Send a UDP datagram from a UDP port (the first one, or the port
+        whose index is C{server_socket}).
+        """
+        for candidate in self._udpProtocols(server_socket):
+            return candidate.sendto(ip, port, toBytes(data))
+        self.log.debug("sendto {ip}:{port}: no UDP port is listening", ip=ip, port=port)
+        return False
+
+    def close(self, fd: int, reset: bool = False) -> bool:
+        """
+        Close a connection (its C{close} callback gets reactor id -1).
+
+        @return: C{False} if C{fd} is closed or unknown.
+        """
+        connection = self._table.get(fd)
+        if connection is None:
+            self.log.debug("close of unknown or closed fd {fd} ignored", fd=fd)
+            return False
+        return connection.closeConnection(reset=reset)
+
+    def exists(self, fd: int) -> bool:
+        """
+        Whether C{fd} is an open connection.
+        """
+        connection = self._table.get(fd)
+        return connection is not None and not connection._closing
+
+    exist = exists
+
+    def getClientInfo(self, fd: int, reactor_id: int = -1, ignore_error: bool = False) -> dict[str, Any] | bool:
+        """
+        Swoole's client info: C{remote_ip}, C{remote_port}, C{server_port},
+        C{connect_time}, C{last_time}, ...; C{False} for an unknown fd.
+        """
+        connection = self._table.get(fd)
+        if connection is None:
+            return False
+        return connection.clientInfo()
+
+    connection_info = getClientInfo
+
+    def getClientList(self, start_fd: int = 0, page_size: int = 10) -> list[int]:
+        """
+        Up to C{page_size} (at most 100) connection ids after C{start_fd},
+        in order; an empty list when there are no more.
+        """
+        return self._table.page(start_fd, max(1, min(page_size, 100)))
+
+    connection_list = getClientList
+
+    def stats(self) -> dict[str, Any]:
+        """
+        Swoole's C{stats()}: counters since start and the current state.
+        """
+        result: dict[str, Any] = self._stats.asDict()
+        result.update(
+            connection_num=len(self._table),
+            session_round=self._table.lastFd,
+            worker_num=self.setting["worker_num"],
+            task_worker_num=self.setting["task_worker_num"],
+            idle_worker_num=self.setting["worker_num"],
+            dispatch_count=result["request_count"],
+            worker_request_count=result["request_count"],
+            abort_count=result["packet_error_count"],
+        )
+        return result
+
+    # ------------------------------------------------------------ timers
+
+    @property
+    def timers(self) -> Timers:
+        """
+        This server's timers (cleared when it stops).
+        """
+        if self._timers is None:
+            self._timers = Timers(self._reactor)
+        return self._timers
+
+    def tick(self, ms: float, callback: Callable[..., Any], *params: Any) -> int:
+        """
+        Call C{callback(timer_id, *params)} every C{ms} milliseconds.
+        """
+        return self.timers.tick(ms, callback, *params)
+
+    def after(self, ms: float, callback: Callable[..., Any], *params: Any) -> int:
+        """
+        Call C{callback(timer_id, *params)} once after C{ms} milliseconds.
+        """
+        return self.timers.after(ms, callback, *params)
+
+    def clearTimer(self, timer_id: int) -> bool:
+        """
+        Stop a timer made with L{tick} or L{after}.
+        """
+        return self.timers.clear(timer_id)
+
+    # ---------------------------------------------------------- internal
+
+    def _checkNotStarted(self, what: str) -> None:
+        if self._service is not None and self._service.running:
+            raise ServerStateError(f"{what} is not allowed after the server has started")
+
+    def _portOf(self, fd: int) -> Port | None:
+        connection = self._table.get(fd)
+        return None if connection is None else connection.factory.port
+
+    def _udpProtocols(self, index: int) -> Iterator[Any]:
+        if self._service is None:
+            return
+        for port, protocol in self._service.udpProtocols():
+            if index in (-1, port.index):
+                yield protocol
+
+
+__all__ += ["EventError"]

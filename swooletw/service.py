@@ -1,0 +1,248 @@
+# -*- test-case-name: tests.test_service -*-
+"""
+The lifecycle of a L{Server} as a Twisted service.
+
+L{ServerService} binds every port in C{privilegedStartService} (so C{twistd}
+binds before dropping privileges, and a port that cannot be bound stops
+start-up with the reason), then fires Swoole's C{start}, C{managerStart} and
+C{workerStart(serv, 0)}, and runs each port's heartbeat.  Stopping fires
+C{workerStop}, stops listening, closes every connection (their C{close}
+callbacks run), waits at most C{max_wait_time} for them, clears the
+server's timers and fires C{managerStop} and C{shutdown}.
+
+L{runServer} is C{Server.start()}: the service on the reactor, run until
+stopped.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any, Iterator
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.endpoints import (
+    SSL4ServerEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+    serverFromString,
+)
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from swooletw import settings as _settings
+from swooletw.connection import PortFactory, UDPPortProtocol
+from swooletw.constants import SOCK_TCP6, UDP_TYPES
+from swooletw.events import invoke
+
+if TYPE_CHECKING:  # pragma: no cover
+    from swooletw.server import Port, Server
+
+__all__ = ["ServerService", "runServer", "ListenError"]
+
+
+class ListenError(Exception):
+    """
+    A port could not be bound.
+    """
+
+
+def _tlsContext(certFile: str, keyFile: str) -> Any:
+    from twisted.internet import ssl
+
+    with open(certFile, "rb") as cert, open(keyFile, "rb") as key:
+        pem = cert.read() + b"\n" + key.read()
+    return ssl.PrivateCertificate.loadPEM(pem).options()
+
+
+class ServerService(Service):
+    """
+    Runs a L{Server}: see the module docstring.
+    """
+
+    log = Logger()
+
+    def __init__(self, serv: Server) -> None:
+        self.serv = serv
+        self.setName("swooletw")
+        self._factories: list[PortFactory] = []
+        self._udp: list[tuple[Port, UDPPortProtocol]] = []
+        self._listening: list[Any] = []
+        self._bound = False
+
+    # ---------------------------------------------------------- listening
+
+    def privilegedStartService(self) -> None:
+        """
+        Bind every port now; raise L{ListenError} if one cannot be bound.
+        """
+        super().privilegedStartService()
+        if not self._bound:
+            self._bindAll()
+
+    def _bindAll(self) -> None:
+        serv = self.serv
+        reactor = serv.reactor
+        for port in serv.ports:
+            settings = port.effectiveSettings()
+            _settings.checkFraming(settings)
+            try:
+                listening = self._bind(reactor, port, settings)
+            except Exception as e:
+                self._stopListening()
+                where = port.endpoint or f"{port.host}:{port.port}"
+                raise ListenError(f"cannot listen on {where}: {e}") from e
+            self._listening.append(listening)
+            if port.endpoint is None:
+                port.port = listening.getHost().port
+        self._bound = True
+
+    def _bind(self, reactor: Any, port: Port, settings: dict[str, Any]) -> Any:
+        if port.type in UDP_TYPES:
+            protocol = UDPPortProtocol(self.serv, port)
+            self._udp.append((port, protocol))
+            return reactor.listenUDP(port.port, protocol, interface=port.host)
+        factory = PortFactory(self.serv, port, reactor)
+        self._factories.append(factory)
+        endpoint = self._endpoint(reactor, port, settings)
+        result = endpoint.listen(factory)
+        # The stock endpoints listen synchronously; take the result now so a
+        # bind error surfaces here instead of in a Deferred nobody waits on.
+        listened: list[Any] = []
+        result.addBoth(listened.append)
+        if not listened:
+            raise ListenError("the endpoint did not listen synchronously")
+        if isinstance(listened[0], Failure):
+            listened[0].raiseException()
+        return listened[0]
+
+    def _endpoint(self, reactor: Any, port: Port, settings: dict[str, Any]) -> Any:
+        if port.endpoint is not None:
+            return serverFromString(reactor, port.endpoint)
+        backlog = settings["backlog"]
+        if settings["ssl_cert_file"]:
+            context = _tlsContext(settings["ssl_cert_file"], settings["ssl_key_file"])
+            return SSL4ServerEndpoint(reactor, port.port, context, backlog, port.host)
+        if port.type == SOCK_TCP6 or ":" in port.host:
+            return TCP6ServerEndpoint(reactor, port.port, backlog, port.host)
+        return TCP4ServerEndpoint(reactor, port.port, backlog, port.host)
+
+    def udpProtocols(self) -> Iterator[tuple[Port, UDPPortProtocol]]:
+        """
+        The listening UDP ports and their protocols.
+        """
+        return iter(self._udp)
+
+    # ---------------------------------------------------------- lifecycle
+
+    def startService(self) -> None:
+        """
+        Bind (if not done yet), start heartbeats, fire the start events.
+        """
+        if not self._bound:
+            self._bindAll()
+        super().startService()
+        self.serv._stats.start_time = int(self.serv.reactor.seconds())
+        for factory in self._factories:
+            interval, idle = _settings.heartbeatTimes(factory.settings)
+            if interval:
+                factory.startHeartbeat(interval, idle)
+        self._fire("start")
+        self._fire("managerStart")
+        self._fire("workerStart", self.serv.worker_id)
+
+    def stopService(self) -> defer.Deferred[None]:
+        """
+        Stop gracefully; the Deferred fires when everything is closed (or
+        C{max_wait_time} has passed).
+        """
+        super().stopService()
+        self._fire("workerStop", self.serv.worker_id)
+        stopped = self._stopListening()
+        for factory in self._factories:
+            factory.stopHeartbeat()
+        closed = self._closeConnections()
+        done = defer.gatherResults([stopped, closed], consumeErrors=True)
+        done.addErrback(lambda f: self.log.failure("error while stopping", f))
+        done.addBoth(lambda _: self._finish())
+        return done
+
+    def _fire(self, event: str, *args: Any) -> None:
+        callback = self.serv.getCallback(event)
+        if callback is not None:
+            invoke(callback, (self.serv,) + args, event)
+
+    def _stopListening(self) -> defer.Deferred[Any]:
+        listening, self._listening = self._listening, []
+        self._bound = False
+        return defer.gatherResults(
+            [defer.maybeDeferred(port.stopListening) for port in listening],
+            consumeErrors=True,
+        )
+
+    def _closeConnections(self) -> defer.Deferred[None]:
+        table = self.serv._table
+        for connection in table.values():
+            connection.closeConnection(byServer=True)
+        if not len(table):
+            return defer.succeed(None)
+        reactor = self.serv.reactor
+        waited = defer.Deferred()
+        maxWait = self.serv.setting["max_wait_time"]
+
+        def check() -> None:
+            if not len(table) or reactor.seconds() >= deadline:
+                if len(table):
+                    self.log.warn(
+                        "{count} connections still open after max_wait_time "
+                        "{seconds}s; aborting them",
+                        count=len(table),
+                        seconds=maxWait,
+                    )
+                    for connection in table.values():
+                        connection.transport.abortConnection()
+                waited.callback(None)
+            else:
+                reactor.callLater(0.01, check)
+
+        deadline = reactor.seconds() + maxWait
+        reactor.callLater(0, check)
+        return waited
+
+    def _finish(self) -> None:
+        self.serv.timers.clearAll()
+        self._fire("managerStop")
+        self._fire("shutdown")
+
+
+def _beginLogging(logFile: str | None) -> None:
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    if getattr(globalLogBeginner, "_temporaryObserver", True) is None:
+        # logging was already begun by the caller (twistd, a test, an app)
+        return
+    stream = open(logFile, "a") if logFile else sys.stdout
+    globalLogBeginner.beginLoggingTo(
+        [textFileLogObserver(stream)], redirectStandardIO=False
+    )
+
+
+def runServer(serv: Server) -> bool:
+    """
+    C{Server.start()}: bind, run the reactor until it stops, stop the
+    service gracefully on the way out.
+
+    @return: C{False} if a port could not be bound (logged).
+    """
+    _beginLogging(serv.setting["log_file"])
+    service = serv.asService()
+    try:
+        service.privilegedStartService()
+    except Exception as e:
+        ServerService.log.error("server not started: {error}", error=e)
+        return False
+    reactor = serv.reactor
+    reactor.callWhenRunning(service.startService)
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    reactor.run()
+    return True

@@ -1,0 +1,3 @@
+"""
+Service makers behind the C{twistd} plugins (C{twistd swoole-tcp}).
+"""
