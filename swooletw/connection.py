@@ -14,7 +14,6 @@ before them: one C{send()} for all the packets of that read, and no wait.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from twisted.internet import tcp
@@ -166,7 +165,8 @@ class ServerConnection:
     L{swooletw.framing}, which calls L{packetReceived} per whole packet.
 
     @ivar fd: the connection id.
-    @ivar connectTime: when it connected (seconds since the epoch).
+    @ivar connectTime: when it connected (the reactor's seconds: since the
+        epoch on a real reactor).
     @ivar lastTime: when data last arrived, for C{getClientInfo} and the
         heartbeat.
     """
@@ -270,7 +270,7 @@ class ServerConnection:
         return {
             "server_port": getattr(host, "port", 0),
             "server_fd": self.factory.port.index,
-            "socket_type": self.factory.port.type,
+            "socket_type": int(self.factory.port.type),
             "remote_port": getattr(peer, "port", 0),
             "remote_ip": getattr(peer, "host", ""),
             "reactor_id": self.factory.reactorId,
@@ -356,11 +356,10 @@ class PortFactory(Factory):
     noisy = False
     reactorId = 0
 
-    def __init__(self, serv: Server, port: Port, clock: Any, wallClock: Callable[[], float] = time.time) -> None:
+    def __init__(self, serv: Server, port: Port, clock: Any) -> None:
         self.serv = serv
         self.port = port
         self.clock = clock
-        self.wallClock = wallClock
         self.table: ConnectionTable = serv._table
         self.stats: ServerStats = serv._stats
         self.maxConn: int = serv.setting["max_conn"]
@@ -393,8 +392,7 @@ class PortFactory(Factory):
         """
         fd = self.table.allocate()
         connection.fd = fd
-        connection.connectTime = self.wallClock()
-        connection.lastTime = self.clock.seconds()
+        connection.connectTime = connection.lastTime = self.clock.seconds()
         if self.settings["open_tcp_nodelay"]:
             connection.transport.setTcpNoDelay(True)
         self.table.add(connection)

@@ -127,6 +127,17 @@ class ServerService(Service):
             return TCP6ServerEndpoint(reactor, port.port, backlog, port.host)
         return TCP4ServerEndpoint(reactor, port.port, backlog, port.host)
 
+    def factoryFor(self, port: Port) -> PortFactory:
+        """
+        The factory listening for a TCP port.
+
+        @raise LookupError: if the port is not a listening TCP port.
+        """
+        for factory in self._factories:
+            if factory.port is port:
+                return factory
+        raise LookupError(f"{port!r} is not a listening TCP port")
+
     def udpProtocols(self) -> Iterator[tuple[Port, UDPPortProtocol]]:
         """
         The listening UDP ports and their protocols.
