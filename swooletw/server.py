@@ -85,7 +85,7 @@ class Port:
         self._server._checkNotStarted("set()")
         merged = _mergeSettings(values, keywords)
         normalised = _settings.normalise(merged, portOnly=True)
-        _settings.checkFraming({**self.effectiveSettings(), **normalised})
+        _settings.checkFraming(self.effectiveSettings(portSetting={**self.setting, **normalised}))
         self.setting.update(normalised)
 
     def on(self, event: str, callback: Callable[..., Any]) -> bool:
@@ -109,14 +109,28 @@ class Port:
             callback = self._server._callbacks.get(key)
         return callback
 
-    def effectiveSettings(self) -> dict[str, Any]:
+    def effectiveSettings(
+        self,
+        serverSetting: Mapping[str, Any] | None = None,
+        portSetting: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """
-        Every per-port setting: Swoole's default, overridden by the
-        server's C{set()}, overridden by this port's.
+        Every per-port setting, as Swoole decides them: a port that never
+        called C{set()} inherits the server's; one that did starts from
+        Swoole's defaults plus what it set.
+
+        @param serverSetting: the server's settings to assume (default: the
+            current ones).
+        @param portSetting: this port's own settings to assume (default:
+            the current ones).
         """
-        server = self._server.setting
-        merged = {name: server[name] for name in _settings.PORT_SETTINGS if name in server}
-        merged.update(self.setting)
+        own = self.setting if portSetting is None else portSetting
+        if own:
+            base: Mapping[str, Any] = _settings.defaults()
+        else:
+            base = self._server.setting if serverSetting is None else serverSetting
+        merged = {name: base[name] for name in _settings.PORT_SETTINGS}
+        merged.update(own)
         return merged
 
     @property
@@ -185,7 +199,6 @@ class Server:
             mode, sock_type = PROCESS, mode
         self.mode = Mode(mode)
         self.host = host
-        self.port = port
         self.type = SockType(sock_type)
         self.setting: dict[str, Any] = _settings.defaults()
         self.ports: list[Port] = []
@@ -202,6 +215,13 @@ class Server:
         self.taskworker = False
 
     # ------------------------------------------------------------ set-up
+
+    @property
+    def port(self) -> int:
+        """
+        The main port's number; after listening on port 0, the real one.
+        """
+        return self.ports[0].port
 
     @property
     def reactor(self) -> Any:
@@ -226,7 +246,7 @@ class Server:
         normalised = _settings.normalise(_mergeSettings(values, keywords))
         candidate = {**self.setting, **normalised}
         for port in self.ports:
-            _settings.checkFraming({**candidate, **port.setting})
+            _settings.checkFraming(port.effectiveSettings(serverSetting=candidate))
         self.setting = candidate
 
     def on(self, event: str, callback: Callable[..., Any]) -> bool:
