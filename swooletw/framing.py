@@ -66,6 +66,12 @@ class _Framer:
         """
         raise NotImplementedError()
 
+    _failed = False
+
+    def _fail(self, reason: str) -> None:
+        self._failed = True
+        self.framingError(reason)
+
     def _stopped(self) -> bool:
         # A packet handler may pause the transport or close the connection;
         # no packet after that is delivered.
@@ -97,21 +103,50 @@ class EOFCheckReceiver(_Framer, LineReceiver):
     _buffer = b""
 
     def dataReceived(self, data: bytes) -> None:
+        if self._failed:
+            return
         buf = self._buffer + data if self._buffer else data
+        if self.paused:
+            self._buffer = buf
+            return
         eof = self.delimiter
         end = buf.rfind(eof)
         if end < 0:
             self._buffer = buf
             if len(buf) > self.MAX_LENGTH:
                 self._buffer = b""
-                self.framingError(
+                self._fail(
                     f"no EOF within {len(buf)} bytes, over package_max_length "
                     f"{self.MAX_LENGTH}"
                 )
             return
         end += len(eof)
-        self._buffer = buf[end:]
-        self.packetReceived(buf[:end] if end < len(buf) else buf)
+        maxLength = self.MAX_LENGTH
+        start = 0
+        while start < end:
+            if end - start <= maxLength:
+                cut = end
+            else:
+                cut = buf.rfind(eof, start, start + maxLength)
+                if cut < 0:
+                    self._buffer = b""
+                    self._fail(
+                        f"packet of more than {maxLength} bytes, over "
+                        f"package_max_length {maxLength}"
+                    )
+                    return
+                cut += len(eof)
+            self.packetReceived(buf[start:cut] if start or cut < len(buf) else buf)
+            start = cut
+            if self._stopped():
+                break
+        self._buffer = buf[start:]
+        if start == end and len(self._buffer) > maxLength:
+            self._buffer = b""
+            self._fail(
+                f"no EOF within {len(buf) - end} bytes, over package_max_length "
+                f"{maxLength}"
+            )
 
 
 class EOFSplitReceiver(_Framer, LineReceiver):
@@ -123,7 +158,12 @@ class EOFSplitReceiver(_Framer, LineReceiver):
     _buffer = b""
 
     def dataReceived(self, data: bytes) -> None:
+        if self._failed:
+            return
         buf = self._buffer + data if self._buffer else data
+        if self.paused:
+            self._buffer = buf
+            return
         eof = self.delimiter
         eofLength = len(eof)
         maxLength = self.MAX_LENGTH
@@ -134,7 +174,7 @@ class EOFSplitReceiver(_Framer, LineReceiver):
             end += eofLength
             if end - start > maxLength:
                 self._buffer = b""
-                self.framingError(
+                self._fail(
                     f"packet of {end - start} bytes is over package_max_length {maxLength}"
                 )
                 return
@@ -146,7 +186,7 @@ class EOFSplitReceiver(_Framer, LineReceiver):
         rest = buf[start:] if start else buf
         if len(rest) > maxLength:
             self._buffer = b""
-            self.framingError(
+            self._fail(
                 f"no EOF within {len(rest)} bytes, over package_max_length {maxLength}"
             )
             return
@@ -164,7 +204,12 @@ class Int32PacketReceiver(_Framer, Int32StringReceiver):
     _unpackLength = lengthStruct("N").unpack_from
 
     def dataReceived(self, data: bytes) -> None:
+        if self._failed:
+            return
         buf = self._unprocessed + data if self._unprocessed else data
+        if self.paused:
+            self._unprocessed = buf
+            return
         total = len(buf)
         maxLength = self.MAX_LENGTH
         unpack = self._unpackLength
@@ -173,7 +218,7 @@ class Int32PacketReceiver(_Framer, Int32StringReceiver):
             end = start + 4 + unpack(buf, start)[0]
             if end - start > maxLength:
                 self._unprocessed = b""
-                self.framingError(
+                self._fail(
                     f"length header announces {end - start} bytes, over "
                     f"package_max_length {maxLength}"
                 )
@@ -214,7 +259,12 @@ class LengthPacketReceiver(_Framer, IntNStringReceiver):
         self._unpackLength = fmt.unpack_from
 
     def dataReceived(self, data: bytes) -> None:
+        if self._failed:
+            return
         buf = self._unprocessed + data if self._unprocessed else data
+        if self.paused:
+            self._unprocessed = buf
+            return
         total = len(buf)
         maxLength = self.MAX_LENGTH
         unpack = self._unpackLength
@@ -226,14 +276,14 @@ class LengthPacketReceiver(_Framer, IntNStringReceiver):
             size = bodyOffset + unpack(buf, start + lengthOffset)[0]
             if size < headerEnd or size < bodyOffset:
                 self._unprocessed = b""
-                self.framingError(
+                self._fail(
                     f"bad length field: packet of {size} bytes cannot hold its "
                     f"{max(headerEnd, bodyOffset)}-byte header"
                 )
                 return
             if size > maxLength:
                 self._unprocessed = b""
-                self.framingError(
+                self._fail(
                     f"length header announces {size} bytes, over "
                     f"package_max_length {maxLength}"
                 )
@@ -259,28 +309,33 @@ class LengthFuncReceiver(_Framer, IntNStringReceiver):
     lengthFunc: Callable[[bytes], int]
 
     def dataReceived(self, data: bytes) -> None:
+        if self._failed:
+            return
         buf = self._unprocessed + data if self._unprocessed else data
+        if self.paused:
+            self._unprocessed = buf
+            return
         maxLength = self.MAX_LENGTH
         while buf:
             try:
                 size = self.lengthFunc(buf)
             except Exception as e:
                 self._unprocessed = b""
-                self.framingError(f"package_length_func raised {e!r}")
+                self._fail(f"package_length_func raised {e!r}")
                 return
             if isinstance(size, bool) or not isinstance(size, int):
                 self._unprocessed = b""
-                self.framingError(
+                self._fail(
                     f"package_length_func returned {size!r}, not an integer"
                 )
                 return
             if size < 0:
                 self._unprocessed = b""
-                self.framingError(f"package_length_func rejected the data ({size})")
+                self._fail(f"package_length_func rejected the data ({size})")
                 return
             if size > maxLength or (size == 0 and len(buf) > maxLength):
                 self._unprocessed = b""
-                self.framingError(
+                self._fail(
                     f"packet of {size or len(buf)} bytes is over package_max_length "
                     f"{maxLength}"
                 )
