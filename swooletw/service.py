@@ -93,8 +93,10 @@ class ServerService(Service):
                 where = port.endpoint or f"{port.host}:{port.port}"
                 raise ListenError(f"cannot listen on {where}: {e}") from e
             self._listening.append(listening)
-            if port.endpoint is None:
-                port.port = listening.getHost().port
+            address = listening.getHost()
+            port.port = getattr(address, "port", port.port)
+            if port.endpoint is not None:
+                port.host = getattr(address, "host", port.host)
         self._bound = True
 
     def _bind(self, reactor: Any, port: Port, settings: dict[str, Any]) -> Any:

@@ -13,6 +13,7 @@ naming it, before anything is bound.
 from __future__ import annotations
 
 import codecs
+import inspect
 import json
 from typing import Any
 
@@ -103,7 +104,7 @@ class Options(usage.Options):
                 useEndpoints(serv, self["listen"])
             elif self["app"] == DEFAULT_APP:
                 useEndpoints(serv, [DEFAULT_LISTEN])
-        except (SettingError, EventError, ValueError, TypeError) as e:
+        except (SettingError, EventError, ValueError) as e:
             raise usage.UsageError(str(e)) from e
         self["server"] = serv
 
@@ -134,6 +135,12 @@ def loadServer(spec: str) -> Server:
     except (reflect.ModuleNotFound, reflect.ObjectNotFound, AttributeError, ValueError) as e:
         raise ValueError(f"--app {spec!r}: {e}") from e
     if not isinstance(obj, Server) and callable(obj):
+        try:
+            inspect.signature(obj).bind()
+        except TypeError as e:
+            raise ValueError(f"--app {spec!r} must be callable without arguments: {e}") from e
+        except ValueError:
+            pass  # no signature to check (a builtin): just call it
         obj = obj()
     if not isinstance(obj, Server):
         raise ValueError(

@@ -1,0 +1,610 @@
+"""
+Tests for L{swooletw.tap.tcp}: the options of C{twistd swoole-tcp} and the
+service they make.
+
+The unit tests parse options with L{tcp.Options} and start the resulting
+service on a L{MemoryReactorClock}; L{PluginServiceIntegrationTests} starts
+it on the real reactor, on C{tcp:0:interface=127.0.0.1}, and talks to it
+over a real socket.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from swooletw.examples import echo
+from swooletw.server import Server
+from swooletw.tap import tcp
+from swooletw.testing import ServerHarness
+
+# ----------------------------------------------------- apps for --app tests
+
+#: A configured server at module level, for C{--app tests.test_tap:testServer}.
+testServer = Server("127.0.0.1", 9600)
+testServer.set({"max_conn": 7})
+
+
+def makeTestServer() -> Server:
+    """
+    A fresh server on 127.0.0.1:9601 replying C{b"test:"} + data, for
+    C{--app tests.test_tap:makeTestServer}.
+    """
+    serv = Server("127.0.0.1", 9601)
+    serv.set({"max_conn": 8})
+    serv.on("Receive", lambda serv, fd, fromId, data: serv.send(fd, b"test:" + data))
+    return serv
+
+
+def makeNotAServer() -> object:
+    """
+    A callable returning something that is not a server.
+    """
+    return {"host": "127.0.0.1"}
+
+
+def makeServerWithArguments(host: str, port: int) -> Server:
+    """
+    A factory that cannot be called without arguments.
+    """
+    return Server(host, port)
+
+
+def makeUDPServer() -> Server:
+    """
+    A server whose main port is UDP.
+    """
+    from swooletw.constants import SOCK_UDP
+
+    return Server("127.0.0.1", 9602, sock_type=SOCK_UDP)
+
+
+def parse(*argv: str) -> tcp.Options:
+    """
+    Parse C{argv} as C{twistd swoole-tcp} would.
+    """
+    options = tcp.Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+def startOnMemoryReactor(testCase: SynchronousTestCase, options: tcp.Options) -> tuple[Any, MemoryReactorClock]:
+    """
+    Give the parsed server a L{MemoryReactorClock}, make the service with
+    L{tcp.makeService} and start it; it is stopped in cleanup.
+    """
+    reactor = MemoryReactorClock()
+    options["server"]._reactor = reactor
+    service = tcp.makeService(options)
+    service.privilegedStartService()
+    service.startService()
+
+    def stop() -> None:
+        stopped = service.stopService()
+        reactor.advance(0)
+        testCase.successResultOf(stopped)
+
+    testCase.addCleanup(stop)
+    return service, reactor
+
+
+class OptionsDefaultsTests(SynchronousTestCase):
+    """
+    L{tcp.Options} with no arguments: the tutorial's echo server on
+    C{tcp:9501:interface=127.0.0.1}.
+    """
+
+    def test_defaultApp(self) -> None:
+        """
+        The default C{--app} is the echo example's C{makeServer}.
+        """
+        options = parse()
+        self.assertEqual(options["app"], "swooletw.examples.echo:makeServer")
+        self.assertIsInstance(options["server"], Server)
+        self.assertIs(options["server"].getCallback("Receive"), echo.onReceive)
+
+    def test_defaultListenIsMainPortEndpoint(self) -> None:
+        """
+        With no C{--listen}, the main port listens on the endpoint
+        C{tcp:9501:interface=127.0.0.1} and there is no other port.
+        """
+        serv = parse()["server"]
+        self.assertEqual(len(serv.ports), 1)
+        self.assertEqual(serv.ports[0].endpoint, "tcp:9501:interface=127.0.0.1")
+
+    def test_defaultServiceListensOn9501Loopback(self) -> None:
+        """
+        The default service listens on port 9501 of 127.0.0.1 only.
+        """
+        _, reactor = startOnMemoryReactor(self, parse())
+        self.assertEqual(len(reactor.tcpServers), 1)
+        port, _factory, _backlog, interface = reactor.tcpServers[0]
+        self.assertEqual((port, interface), (9501, "127.0.0.1"))
+
+    def test_defaultAppEchoes(self) -> None:
+        """
+        The default app replies C{b"hello server"} followed by the data.
+        """
+        harness = ServerHarness(parse()["server"])
+        self.addCleanup(lambda: self.successResultOf(harness.stop()))
+        client = harness.connect()
+        client.write(b"abc")
+        self.assertEqual(client.read(), b"hello serverabc")
+
+    def test_defaultSettings(self) -> None:
+        """
+        With no options no framing is turned on and worker_num stays 1.
+        """
+        setting = parse()["server"].setting
+        self.assertEqual(setting["worker_num"], 1)
+        self.assertFalse(setting["open_eof_split"])
+        self.assertFalse(setting["open_eof_check"])
+        self.assertFalse(setting["open_length_check"])
+
+
+class ListenOptionTests(SynchronousTestCase):
+    """
+    C{--listen}: repeatable endpoint strings; the first replaces the main
+    port's address, the others are added as ports.
+    """
+
+    def test_firstListenReplacesMainAddress(self) -> None:
+        """
+        One C{--listen} becomes the main port's endpoint; no port is added.
+        """
+        serv = parse("--listen", "tcp:9502:interface=127.0.0.1")["server"]
+        self.assertEqual(len(serv.ports), 1)
+        self.assertEqual(serv.ports[0].endpoint, "tcp:9502:interface=127.0.0.1")
+
+    def test_moreListensAddPorts(self) -> None:
+        """
+        A second and third C{--listen} add ports, in order, after the main one.
+        """
+        serv = parse(
+            "--listen", "tcp:9502:interface=127.0.0.1",
+            "--listen", "tcp:9503:interface=127.0.0.1",
+            "--listen", "tcp:9504",
+        )["server"]
+        self.assertEqual(
+            [port.endpoint for port in serv.ports],
+            ["tcp:9502:interface=127.0.0.1", "tcp:9503:interface=127.0.0.1", "tcp:9504"],
+        )
+        self.assertEqual([port.index for port in serv.ports], [0, 1, 2])
+
+    def test_everyListenIsListenedOn(self) -> None:
+        """
+        Starting the service listens on every C{--listen} address, with its
+        port and interface.
+        """
+        options = parse(
+            "--listen", "tcp:9502:interface=127.0.0.1",
+            "--listen", "tcp:9503:interface=127.0.0.1",
+        )
+        _, reactor = startOnMemoryReactor(self, options)
+        self.assertEqual(
+            [(port, interface) for port, _f, _b, interface in reactor.tcpServers],
+            [(9502, "127.0.0.1"), (9503, "127.0.0.1")],
+        )
+
+    def test_listenBacklogFromEndpointString(self) -> None:
+        """
+        Endpoint parameters (here C{backlog}) reach the listen call.
+        """
+        options = parse("--listen", "tcp:9505:interface=127.0.0.1:backlog=7")
+        _, reactor = startOnMemoryReactor(self, options)
+        self.assertEqual(reactor.tcpServers[0][2], 7)
+
+    def test_listenOnUDPAppIsUsageError(self) -> None:
+        """
+        C{--listen} on an app whose main port is UDP is a usage error.
+        """
+        error = self.assertRaises(
+            usage.UsageError, parse, "--app", "tests.test_tap:makeUDPServer",
+            "--listen", "tcp:9502",
+        )
+        self.assertIn("UDP", str(error))
+
+
+class FramingOptionTests(SynchronousTestCase):
+    """
+    C{--eof}, C{--length-type} and the other setting options.
+    """
+
+    def test_eofEscapes(self) -> None:
+        """
+        C{--eof '\\r\\n'} (backslash escapes as typed in a shell) turns on
+        C{open_eof_split} with C{package_eof} C{b"\\r\\n"}.
+        """
+        setting = parse("--eof", "\\r\\n")["server"].setting
+        self.assertIs(setting["open_eof_split"], True)
+        self.assertEqual(setting["package_eof"], b"\r\n")
+
+    def test_eofTooLong(self) -> None:
+        """
+        An EOF marker longer than 8 bytes is a usage error naming
+        C{package_eof}.
+        """
+        error = self.assertRaises(usage.UsageError, parse, "--eof", "0123456789")
+        self.assertIn("package_eof", str(error))
+
+    def test_lengthType(self) -> None:
+        """
+        C{--length-type n} turns on C{open_length_check} with
+        C{package_length_type} C{"n"}.
+        """
+        setting = parse("--length-type", "n")["server"].setting
+        self.assertIs(setting["open_length_check"], True)
+        self.assertEqual(setting["package_length_type"], "n")
+        self.assertFalse(setting["open_eof_split"])
+
+    def test_lengthOffsets(self) -> None:
+        """
+        C{--length-offset}, C{--body-offset} and C{--max-length} set their
+        settings as integers.
+        """
+        setting = parse(
+            "--length-type", "N", "--length-offset", "2",
+            "--body-offset", "6", "--max-length", "4096",
+        )["server"].setting
+        self.assertEqual(
+            (setting["package_length_offset"], setting["package_body_offset"],
+             setting["package_max_length"]),
+            (2, 6, 4096),
+        )
+
+    def test_badLengthType(self) -> None:
+        """
+        An unknown length type is a usage error naming
+        C{package_length_type}.
+        """
+        error = self.assertRaises(usage.UsageError, parse, "--length-type", "x")
+        self.assertIn("package_length_type", str(error))
+
+    def test_eofAndLengthExclusive(self) -> None:
+        """
+        C{--eof} with C{--length-type} is a usage error: a port has one
+        framing.
+        """
+        error = self.assertRaises(
+            usage.UsageError, parse, "--eof", "\\n", "--length-type", "N"
+        )
+        self.assertIn("open_length_check", str(error))
+
+    def test_heartbeatAndMaxConn(self) -> None:
+        """
+        C{--heartbeat-interval}, C{--heartbeat-idle} and C{--max-conn} set
+        their settings.
+        """
+        setting = parse(
+            "--heartbeat-interval", "5", "--heartbeat-idle", "12", "--max-conn", "3"
+        )["server"].setting
+        self.assertEqual(setting["heartbeat_check_interval"], 5)
+        self.assertEqual(setting["heartbeat_idle_time"], 12)
+        self.assertEqual(setting["max_conn"], 3)
+
+    def test_workerNumRefused(self) -> None:
+        """
+        C{--worker-num 2} is a usage error saying the process model is not
+        available.
+        """
+        error = self.assertRaises(usage.UsageError, parse, "--worker-num", "2")
+        message = str(error)
+        self.assertIn("worker_num", message)
+        self.assertIn("not available", message)
+        self.assertIn("process", message)
+
+    def test_workerNumOne(self) -> None:
+        """
+        C{--worker-num 1} is accepted.
+        """
+        self.assertEqual(parse("--worker-num", "1")["server"].setting["worker_num"], 1)
+
+
+class SettingOptionTests(SynchronousTestCase):
+    """
+    C{--setting name=value}: values read as JSON when they parse.
+    """
+
+    def test_integer(self) -> None:
+        """
+        C{max_conn=10} sets the integer 10.
+        """
+        value = parse("--setting", "max_conn=10")["server"].setting["max_conn"]
+        self.assertEqual(value, 10)
+        self.assertIs(type(value), int)
+
+    def test_boolean(self) -> None:
+        """
+        C{open_tcp_nodelay=true} sets C{True}.
+        """
+        value = parse("--setting", "open_tcp_nodelay=true")["server"].setting["open_tcp_nodelay"]
+        self.assertIs(value, True)
+
+    def test_booleanFalse(self) -> None:
+        """
+        C{open_tcp_nodelay=false} sets C{False}.
+        """
+        value = parse("--setting", "open_tcp_nodelay=false")["server"].setting["open_tcp_nodelay"]
+        self.assertIs(value, False)
+
+    def test_plainString(self) -> None:
+        """
+        A value that is not JSON is taken as a string: C{package_eof=xy}.
+        """
+        setting = parse("--setting", "package_eof=xy", "--setting", "open_eof_check=true")["server"].setting
+        self.assertEqual(setting["package_eof"], b"xy")
+        self.assertIs(setting["open_eof_check"], True)
+
+    def test_jsonString(self) -> None:
+        """
+        A JSON string value is decoded: C{package_eof="ab"} is C{b"ab"}.
+        """
+        setting = parse("--setting", 'package_eof="ab"')["server"].setting
+        self.assertEqual(setting["package_eof"], b"ab")
+
+    def test_repeatable(self) -> None:
+        """
+        Several C{--setting} options all apply.
+        """
+        setting = parse(
+            "--setting", "max_conn=10", "--setting", "open_tcp_nodelay=true"
+        )["server"].setting
+        self.assertEqual((setting["max_conn"], setting["open_tcp_nodelay"]), (10, True))
+
+    def test_settingOverridesOption(self) -> None:
+        """
+        C{--setting} is applied after the named options: it wins.
+        """
+        setting = parse("--max-conn", "5", "--setting", "max_conn=6")["server"].setting
+        self.assertEqual(setting["max_conn"], 6)
+
+    def test_unknownNameSuggestsClosest(self) -> None:
+        """
+        An unknown name is a usage error naming it and suggesting the
+        closest valid setting.
+        """
+        error = self.assertRaises(usage.UsageError, parse, "--setting", "max_con=10")
+        message = str(error)
+        self.assertIn("'max_con'", message)
+        self.assertIn("did you mean 'max_conn'", message)
+
+    def test_wrongType(self) -> None:
+        """
+        A value of the wrong type is a usage error naming the setting.
+        """
+        error = self.assertRaises(usage.UsageError, parse, "--setting", 'max_conn="ten"')
+        self.assertIn("max_conn", str(error))
+
+    def test_noEquals(self) -> None:
+        """
+        C{--setting} without C{=} is a usage error quoting the argument.
+        """
+        error = self.assertRaises(usage.UsageError, parse, "--setting", "max_conn")
+        self.assertIn("name=value", str(error))
+        self.assertIn("max_conn", str(error))
+
+    def test_emptyName(self) -> None:
+        """
+        C{--setting =1} is a usage error.
+        """
+        self.assertRaises(usage.UsageError, parse, "--setting", "=1")
+
+
+class AppOptionTests(SynchronousTestCase):
+    """
+    C{--app package.module:attr}: a server, or a callable returning one.
+    """
+
+    def test_serverInstance(self) -> None:
+        """
+        C{--app} naming a L{Server} instance uses that very server.
+        """
+        options = parse("--app", "tests.test_tap:testServer")
+        self.assertIs(options["server"], testServer)
+        self.assertEqual(options["server"].setting["max_conn"], 7)
+
+    def test_callable(self) -> None:
+        """
+        C{--app} naming a callable uses the server it returns.
+        """
+        serv = parse("--app", "tests.test_tap:makeTestServer")["server"]
+        self.assertIsInstance(serv, Server)
+        self.assertIsNot(serv, testServer)
+        self.assertEqual(serv.setting["max_conn"], 8)
+
+    def test_ownAddressKeptWithoutListen(self) -> None:
+        """
+        An app's own address is kept when no C{--listen} is given (the
+        default C{tcp:9501} applies only to the default app).
+        """
+        options = parse("--app", "tests.test_tap:makeTestServer")
+        self.assertIsNone(options["server"].ports[0].endpoint)
+        _, reactor = startOnMemoryReactor(self, options)
+        port, _factory, _backlog, interface = reactor.tcpServers[0]
+        self.assertEqual((port, interface), (9601, "127.0.0.1"))
+
+    def test_listenReplacesAppAddress(self) -> None:
+        """
+        C{--listen} replaces an app's own address.
+        """
+        options = parse("--app", "tests.test_tap:makeTestServer", "--listen", "tcp:9606:interface=127.0.0.1")
+        _, reactor = startOnMemoryReactor(self, options)
+        self.assertEqual([(p, i) for p, _f, _b, i in reactor.tcpServers], [(9606, "127.0.0.1")])
+
+    def test_appCallbacksKept(self) -> None:
+        """
+        The app's callbacks run: the test app replies C{b"test:"} + data.
+        """
+        harness = ServerHarness(parse("--app", "tests.test_tap:makeTestServer")["server"])
+        self.addCleanup(lambda: self.successResultOf(harness.stop()))
+        client = harness.connect()
+        client.write(b"x")
+        self.assertEqual(client.read(), b"test:x")
+
+    def test_optionsApplyToApp(self) -> None:
+        """
+        Options are applied on top of the app's own settings.
+        """
+        setting = parse("--app", "tests.test_tap:makeTestServer", "--eof", "\\n")["server"].setting
+        self.assertEqual(setting["package_eof"], b"\n")
+        self.assertEqual(setting["max_conn"], 8)
+
+    def test_missingModule(self) -> None:
+        """
+        C{--app} naming a module that does not exist is a usage error
+        quoting the C{--app} value.
+        """
+        error = self.assertRaises(usage.UsageError, parse, "--app", "no_such_module_xyz:serv")
+        self.assertIn("no_such_module_xyz:serv", str(error))
+
+    def test_missingAttribute(self) -> None:
+        """
+        C{--app} naming a missing attribute is a usage error quoting the
+        C{--app} value.
+        """
+        error = self.assertRaises(usage.UsageError, parse, "--app", "tests.test_tap:noSuchServer")
+        self.assertIn("tests.test_tap:noSuchServer", str(error))
+
+    def test_notAServer(self) -> None:
+        """
+        C{--app} naming something that is not a server nor callable is a
+        usage error saying what it is.
+        """
+        error = self.assertRaises(usage.UsageError, parse, "--app", "tests.test_tap:__doc__")
+        message = str(error)
+        self.assertIn("tests.test_tap:__doc__", message)
+        self.assertIn("not a swooletw.Server", message)
+
+    def test_callableReturningNotAServer(self) -> None:
+        """
+        C{--app} naming a callable that returns something else is a usage
+        error naming the type returned.
+        """
+        error = self.assertRaises(usage.UsageError, parse, "--app", "tests.test_tap:makeNotAServer")
+        self.assertIn("dict", str(error))
+        self.assertIn("not a swooletw.Server", str(error))
+
+    def test_callableNeedingArguments(self) -> None:
+        """
+        C{--app} naming a callable that cannot be called without arguments
+        is a usage error that names the C{--app} value.
+        """
+        error = self.assertRaises(
+            usage.UsageError, parse, "--app", "tests.test_tap:makeServerWithArguments"
+        )
+        self.assertIn("tests.test_tap:makeServerWithArguments", str(error))
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """
+    L{tcp.makeService}: the parsed server's own service.
+    """
+
+    def test_isTheServersService(self) -> None:
+        """
+        The service is the server's C{asService()}.
+        """
+        options = parse()
+        self.assertIs(tcp.makeService(options), options["server"].asService())
+
+    def test_startFiresWorkerStartAndListens(self) -> None:
+        """
+        Starting the service listens and marks it running; stopping stops
+        listening.
+        """
+        options = parse("--listen", "tcp:0:interface=127.0.0.1")
+        service, reactor = startOnMemoryReactor(self, options)
+        self.assertTrue(service.running)
+        self.assertEqual([(p, i) for p, _f, _b, i in reactor.tcpServers], [(0, "127.0.0.1")])
+
+    def test_stopStopsRunning(self) -> None:
+        """
+        Stopping the service ends with it not running.
+        """
+        reactor = MemoryReactorClock()
+        options = parse()
+        options["server"]._reactor = reactor
+        service = tcp.makeService(options)
+        service.privilegedStartService()
+        service.startService()
+        stopped = service.stopService()
+        reactor.advance(0)
+        self.successResultOf(stopped)
+        self.assertFalse(service.running)
+
+
+class _Collect(Protocol):
+    """
+    Send C{data} on connect; hang up once C{expected} bytes came back;
+    C{done} fires with what was received when the connection is lost.
+    """
+
+    def __init__(self, data: bytes, expected: int) -> None:
+        self.data = data
+        self.expected = expected
+        self.received = b""
+        self.done: defer.Deferred[bytes] = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.data)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if len(self.received) >= self.expected:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: Any) -> None:
+        self.done.callback(self.received)
+
+
+class PluginServiceIntegrationTests(TestCase):
+    """
+    The plugin's service parsed from options and started on C{tcp:0} on the
+    real reactor, talked to over a real socket.
+    """
+
+    timeout = 15
+
+    def startParsed(self, *argv: str) -> tuple[Server, Any]:
+        """
+        Parse, make and start the service on the global reactor; stop it in
+        cleanup.
+        """
+        options = parse(*argv)
+        service = tcp.makeService(options)
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(service.stopService)
+        return options["server"], service
+
+    def test_echoOverRealSocket(self) -> None:
+        """
+        The default app on C{--listen tcp:0:interface=127.0.0.1} replies
+        C{b"hello server"} + data to a real TCP client.
+        """
+        from twisted.internet import reactor
+
+        serv, _service = self.startParsed("--listen", "tcp:0:interface=127.0.0.1")
+        self.assertEqual(serv.ports[0].host, "127.0.0.1")
+        self.assertNotEqual(serv.port, 0)
+        expected = b"hello server" + b"ping"
+        protocol = _Collect(b"ping", len(expected))
+        connected = connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", serv.port, timeout=5), protocol)
+        connected.addCallback(lambda _: protocol.done)
+        connected.addCallback(self.assertEqual, expected)
+        return connected
+
+    def test_boundPortReported(self) -> None:
+        """
+        After listening on C{tcp:0}, the main port's C{port} attribute is
+        the port actually bound (as documented on L{Port}).
+        """
+        serv, service = self.startParsed("--listen", "tcp:0:interface=127.0.0.1")
+        bound = service._listening[0].getHost().port
+        self.assertEqual(serv.ports[0].port, bound)
