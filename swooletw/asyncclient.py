@@ -22,7 +22,6 @@ here: use the blocking L{swooletw.client.Client} or C{reactor.listenUDP}.
 from __future__ import annotations
 
 import errno
-import os
 from collections import deque
 from typing import Any, Callable, Mapping
 
@@ -33,17 +32,8 @@ from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from swooletw.client import (
-    addressDict,
-    applySettings,
-    checkClientSettings,
-    clientDefaults,
-    firstGiven,
-    framingErrorCode,
-    mergeSettingArgs,
-    parseSockType,
-    toBytes,
-)
+from swooletw._clientbase import ClientBase, addressDict, firstGiven, framingErrorCode
+from swooletw.connection import toBytes
 from swooletw.constants import (
     ERROR_CLIENT_NO_CONNECTION,
     ERROR_DNSLOOKUP_RESOLVE_FAILED,
@@ -121,7 +111,7 @@ class _Delivery:
         """
         Record the framing error on the client and close.
         """
-        self.client._framingError(reason)
+        self.client._framingError(reason, self.framingErrorTooLarge)
         self.transport.loseConnection()
 
     def connectionLost(self, reason: Any = None) -> None:
@@ -169,22 +159,18 @@ def _codeOf(reason: BaseException) -> int:
     return errno.EIO
 
 
-class AsyncClient:
+class AsyncClient(ClientBase):
     """
-    A TCP client on a Twisted reactor with Swoole's client API.
+    A TCP client on a Twisted reactor with Swoole's client API: C{errCode},
+    C{errMsg}, C{type}, C{setting} and C{set()} as L{ClientBase} has them
+    (settings take effect at the next L{connect}).
 
-    @ivar errCode: the last error: an C{errno} value or a Swoole code.
-    @ivar errMsg: the last error, in words.
-    @ivar type: the L{swooletw.constants.SockType}.
-    @ivar setting: what was given to L{set}, normalised.
     @cvar maxQueued: packets queued for C{recv()} before reading from the
         socket pauses (resumed when C{recv()} drains the queue).
     """
 
     log = Logger()
     maxQueued = 128
-    errCode = 0
-    errMsg = ""
 
     def __init__(self, sock_type: int = SOCK_TCP, reactor: Any = None) -> None:
         """
@@ -194,15 +180,13 @@ class AsyncClient:
         @raise NotImplementedError: for C{SOCK_UDP} and C{SOCK_UDP6}.
         @raise ValueError: for anything else that is not a socket type.
         """
-        self.type = parseSockType(sock_type)
+        super().__init__(sock_type)
         if self.type in UDP_TYPES:
             raise NotImplementedError(
                 "AsyncClient speaks TCP only; for UDP use the blocking "
                 "swooletw.client.Client or reactor.listenUDP"
             )
         self._reactor = reactor
-        self.setting: dict[str, Any] = {}
-        self._settings = clientDefaults()
         self._callbacks: dict[str, Callable[..., Any]] = {}
         self._protocol: Any = None
         self._connecting: Deferred | None = None
@@ -220,22 +204,7 @@ class AsyncClient:
             self._reactor = reactor
         return self._reactor
 
-    def _fail(self, code: int, message: str | None = None) -> None:
-        self.errCode = code
-        self.errMsg = message if message is not None else os.strerror(code)
-
-    # -------------------------------------------------------- settings
-
-    def set(self, settings: Mapping[str, Any] | None = None, **keywords: Any) -> None:
-        """
-        Set framing and timeouts, as L{swooletw.client.Client.set} takes
-        them; they take effect at the next L{connect}.
-
-        @raise SettingError: naming the bad setting; nothing is changed.
-        """
-        values = checkClientSettings(mergeSettingArgs(settings, keywords))
-        self._settings = applySettings(self._settings, values, False)
-        self.setting.update(values)
+    # -------------------------------------------------------- callbacks
 
     def on(self, event: str, callback: Callable[..., Any]) -> None:
         """
@@ -323,11 +292,9 @@ class AsyncClient:
         """
         payload = toBytes(data)
         if self._protocol is None or self._protocol.transport.disconnecting:
-            self._fail(ERROR_CLIENT_NO_CONNECTION, "client is not connected to server")
-            return False
+            return self._notConnected()
         if not payload:
-            self._fail(errno.EINVAL, "data to send is empty")
-            return False
+            return self._fail(errno.EINVAL, "data to send is empty")
         self._protocol.transport.write(payload)
         return True
 
@@ -361,7 +328,7 @@ class AsyncClient:
     def _closedError(self) -> ClientError:
         if self._closeReason is not None:
             return self._closeReason
-        self._fail(ERROR_CLIENT_NO_CONNECTION, "client is not connected to server")
+        self._notConnected()
         return ConnectionClosedError(self.errMsg, self.errCode)
 
     def _forget(self, d: Deferred) -> None:
@@ -397,8 +364,8 @@ class AsyncClient:
             self._paused = False
             self._protocol.transport.resumeProducing()
 
-    def _framingError(self, reason: str) -> None:
-        code = framingErrorCode(reason)
+    def _framingError(self, reason: str, tooLarge: bool) -> None:
+        code = framingErrorCode(tooLarge)
         self._fail(code, reason)
         self._closeReason = FramingError(reason, code)
         self.log.warn("Closing the connection: {reason}", reason=reason)
@@ -465,7 +432,6 @@ class AsyncClient:
 
     def _address(self, method: str) -> dict[str, Any] | bool:
         if self._protocol is None:
-            self._fail(ERROR_CLIENT_NO_CONNECTION, "client is not connected to server")
-            return False
+            return self._notConnected()
         address = getattr(self._protocol.transport, method)()
         return addressDict((address.host, address.port))

@@ -18,251 +18,43 @@ or socket type) raise.  Data comes back as C{bytes} (PHP strings are bytes);
 C{str} given to C{send} is sent as UTF-8.  Packets are split by the
 server's framers (L{swooletw.framing}), so with framing set C{recv()}
 returns one whole packet, framing included, as the server's C{receive}
-gets it.  The helpers here are shared with L{swooletw.asyncclient}.
+gets it.  What it shares with L{swooletw.asyncclient} (settings, socket
+types, error state) is in L{swooletw._clientbase}.
 """
 
 from __future__ import annotations
 
-import difflib
 import errno
-import os
 import socket
 import time
-from collections import deque
-from typing import Any, Mapping
+from typing import Any
 
-from swooletw import settings as _settings
+from swooletw._clientbase import (
+    CLIENT_SETTINGS,
+    ClientBase,
+    PacketCollector,
+    addressDict,
+    checkClientSettings,
+    firstGiven,
+    framingErrorCode,
+    packetCollector,
+)
+from swooletw.connection import toBytes
 from swooletw.constants import (
-    ERROR_CLIENT_NO_CONNECTION,
     ERROR_DNSLOOKUP_RESOLVE_FAILED,
-    ERROR_PACKAGE_LENGTH_TOO_LARGE,
-    ERROR_PACKAGE_MALFORMED_DATA,
-    KEEP,
     SOCK_ASYNC,
     SOCK_SYNC,
     SOCK_TCP,
-    SSL,
-    UDP_TYPES,
     SockType,
 )
-from swooletw.framing import Framing, RawReceiver, framingFor
-from swooletw.settings import SettingError
+from swooletw.framing import framingFor
 
 __all__ = ["Client", "CLIENT_SETTINGS", "checkClientSettings", "PacketCollector"]
-
-#: Swoole's client timeouts (seconds; zero or negative: wait forever).
-TIMEOUT_SETTINGS = ("timeout", "connect_timeout", "read_timeout", "write_timeout")
-
-#: Port settings a client refuses, and why.
-_REFUSED = {
-    "backlog": "a client does not listen",
-    "heartbeat_check_interval": "heartbeats are swept by servers, not clients",
-    "heartbeat_idle_time": "heartbeats are swept by servers, not clients",
-    "ssl_cert_file": "TLS clients are not available in this version",
-    "ssl_key_file": "TLS clients are not available in this version",
-}
-
-#: Every name the clients' C{set} takes: a port's framing settings,
-#: C{open_tcp_nodelay} and the timeouts.
-CLIENT_SETTINGS = frozenset((_settings.PORT_SETTINGS - _REFUSED.keys()) | set(TIMEOUT_SETTINGS))
-
-_FRAMED = ("open_eof_check", "open_eof_split", "open_length_check", "package_length_func")
-_TYPES = "SOCK_TCP, SOCK_UDP, SOCK_TCP6 or SOCK_UDP6"
-
-
-def clientDefaults() -> dict[str, Any]:
-    """
-    Swoole's defaults for every port setting, and no timeout override.
-    """
-    values = _settings.defaults()
-    result = {name: values[name] for name in _settings.PORT_SETTINGS}
-    result.update(dict.fromkeys(TIMEOUT_SETTINGS))
-    return result
-
-
-def _timeout(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SettingError(
-            f"setting {name!r} must be a number of seconds, got {type(value).__name__} {value!r}"
-        )
-    return float(value)
-
-
-def _refusal(name: object) -> SettingError:
-    if name in _REFUSED:
-        return SettingError(f"setting {name!r} is not a client setting: {_REFUSED[name]}")
-    if not isinstance(name, str):
-        return SettingError(f"setting names are strings, got {name!r}")
-    if name in _settings.defaults() or name == "max_connection":
-        return SettingError(f"setting {name!r} belongs to servers; a client does not take it")
-    close = difflib.get_close_matches(name, sorted(CLIENT_SETTINGS), n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return SettingError(f"unknown client setting {name!r}{hint}")
-
-
-def checkClientSettings(values: Mapping[str, Any]) -> dict[str, Any]:
-    """
-    Check client settings one by one.
-
-    @param values: names and values, as PHP's array.
-    @return: the values normalised (EOF markers as C{bytes}, seconds as
-        C{float}).
-    @raise SettingError: naming the first unknown, server-only or bad one.
-    """
-    port: dict[str, Any] = {}
-    result: dict[str, Any] = {}
-    for name, value in values.items():
-        if name in TIMEOUT_SETTINGS:
-            result[name] = _timeout(name, value)
-        elif name in CLIENT_SETTINGS:
-            port[name] = value
-        else:
-            raise _refusal(name)
-    result.update(_settings.normalise(port, portOnly=True))
-    return result
-
-
-def mergeSettingArgs(values: Mapping[str, Any] | None, keywords: dict[str, Any]) -> dict[str, Any]:
-    """
-    Merge C{set(dict)} and C{set(**keywords)} arguments.
-
-    @raise SettingError: if C{values} is not a mapping.
-    """
-    if values is not None and not isinstance(values, Mapping):
-        raise SettingError(f"set() takes a dict of settings, got {type(values).__name__}")
-    return {**(values or {}), **keywords}
-
-
-def applySettings(current: dict[str, Any], values: Mapping[str, Any], datagram: bool) -> dict[str, Any]:
-    """
-    Merge values checked by L{checkClientSettings} over C{current} (left
-    untouched) and check them together.
-
-    @param datagram: for UDP, where a datagram is one packet: refuse framing.
-    @return: the new full settings.
-    @raise SettingError: on contradictory framing, or framing for UDP.
-    """
-    merged = {**current, **values}
-    _settings.checkFraming(merged)
-    for name in _FRAMED if datagram else ():
-        if merged[name]:
-            raise SettingError(
-                f"setting {name!r} applies to TCP clients; a UDP datagram is already one packet"
-            )
-    return merged
-
-
-def parseSockType(sockType: Any) -> SockType:
-    """
-    Check a C{swoole_client} socket type.
-
-    @raise ValueError: for an unknown type or the C{SSL}/C{KEEP} flags.
-    """
-    if isinstance(sockType, bool) or not isinstance(sockType, int):
-        raise ValueError(f"socket type must be {_TYPES}, got {sockType!r}")
-    if sockType & SSL:
-        raise ValueError("SWOOLE_SSL: TLS clients are not available in this version")
-    if sockType & KEEP:
-        raise ValueError("SWOOLE_KEEP: no persistent connections; keep and reuse the client")
-    try:
-        return SockType(sockType)
-    except ValueError:
-        raise ValueError(f"socket type must be {_TYPES}, got {sockType!r}") from None
-
-
-def framingErrorCode(reason: str) -> int:
-    """
-    Swoole's code for a framer's C{framingError} reason: over the limit, or
-    otherwise malformed.
-    """
-    if "package_max_length" in reason:
-        return ERROR_PACKAGE_LENGTH_TOO_LARGE
-    return ERROR_PACKAGE_MALFORMED_DATA
-
-
-def toBytes(data: Any) -> bytes:
-    """
-    C{str} as UTF-8, bytes-like objects as C{bytes}.
-
-    @raise TypeError: for anything else.
-    """
-    if isinstance(data, str):
-        return data.encode("utf-8")
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return bytes(data)
-    raise TypeError(f"data must be str or bytes, got {type(data).__name__}")
-
-
-def addressDict(address: Any) -> dict[str, Any]:
-    """
-    A socket address as Swoole gives it: C{{'host': ..., 'port': ...}}.
-    """
-    return {"host": address[0], "port": address[1]}
-
-
-class _StandInTransport:
-    # All a framer looks at on its transport.
-    disconnecting = False
-
-
-class PacketCollector:
-    """
-    Mixin for a framer class of L{swooletw.framing} that queues the whole
-    packets for blocking reads.
-
-    @ivar packets: packets not yet returned, oldest first.
-    @ivar error: the framing error's reason, or L{None}.
-    """
-
-    def __init__(self) -> None:
-        self.packets: deque[bytes] = deque()
-        self.error: str | None = None
-        self.transport = _StandInTransport()
-
-    def packetReceived(self, packet: bytes) -> None:
-        """
-        Queue one whole packet.
-        """
-        self.packets.append(packet)
-
-    def framingError(self, reason: str) -> None:
-        """
-        Record why the framing broke; nothing after it is read.
-        """
-        self.error = reason
-        self.transport.disconnecting = True
-
-
-_collectorClasses: dict[type, type] = {}
-
-
-def packetCollector(framing: Framing) -> Any:
-    """
-    A L{PacketCollector} for C{framing}, fed with C{dataReceived(chunk)}, or
-    L{None} without framing (each read is then a packet).
-    """
-    framer = framing.framer
-    if framer is RawReceiver:
-        return None
-    cls = _collectorClasses.get(framer)
-    if cls is None:
-        cls = type(f"Collecting{framer.__name__}", (PacketCollector, framer), {})
-        _collectorClasses[framer] = cls
-    collector = cls()
-    framing.apply(collector)
-    return collector
 
 
 def _isTimeout(e: OSError) -> bool:
     # A socket timeout, as opposed to a kernel ETIMEDOUT on a dead peer.
     return isinstance(e, TimeoutError) and not e.errno
-
-
-def firstGiven(*values: float | None) -> float:
-    """
-    The first of C{values} that is not L{None}, as a float.
-    """
-    return next(float(value) for value in values if value is not None)
 
 
 def _blocking(seconds: float) -> float | None:
@@ -273,18 +65,12 @@ def _blocking(seconds: float) -> float | None:
 # ------------------------------------------------------------------ client
 
 
-class Client:
+class Client(ClientBase):
     """
-    A blocking TCP or UDP client with Swoole's C{swoole_client} API.
-
-    @ivar errCode: the last error: an C{errno} value or a Swoole code.
-    @ivar errMsg: the last error, in words.
-    @ivar type: the L{SockType}.
-    @ivar setting: what was given to L{set}, normalised.
+    A blocking TCP or UDP client with Swoole's C{swoole_client} API:
+    C{errCode}, C{errMsg}, C{type}, C{setting} and C{set()} as
+    L{ClientBase} has them.
     """
-
-    errCode = 0
-    errMsg = ""
 
     def __init__(self, sock_type: int = SOCK_TCP, is_sync: int = SOCK_SYNC) -> None:
         """
@@ -300,10 +86,7 @@ class Client:
             )
         if is_sync != SOCK_SYNC:
             raise ValueError(f"the second argument must be SOCK_SYNC, got {is_sync!r}")
-        self.type = parseSockType(sock_type)
-        self.setting: dict[str, Any] = {}
-        self._settings = clientDefaults()
-        self._datagram = self.type in UDP_TYPES
+        super().__init__(sock_type)
         self._sock: socket.socket | None = None
         self._collector: Any = None
         self._pendingError: tuple[int, str] | None = None
@@ -312,27 +95,7 @@ class Client:
         self._readTimeout: float | None = None
         self._writeTimeout: float | None = None
 
-    # -------------------------------------------------------- settings
-
-    def set(self, settings: Mapping[str, Any] | None = None, **keywords: Any) -> None:
-        """
-        Set framing and timeouts, as a dict (PHP's array) or keywords.
-
-        Takes the framing settings a server port takes (C{open_eof_check},
-        C{open_eof_split}, C{package_eof}, C{open_length_check},
-        C{package_length_type}, C{package_length_offset},
-        C{package_body_offset}, C{package_length_func},
-        C{package_max_length}), C{open_tcp_nodelay}, and Swoole's client
-        timeouts C{timeout}, C{connect_timeout}, C{read_timeout},
-        C{write_timeout}.  Port settings that make no sense for a client
-        (C{backlog}, the heartbeat, the TLS files) and server settings are
-        refused.  Settings take effect at the next L{connect}.
-
-        @raise SettingError: naming the bad setting; nothing is changed.
-        """
-        values = checkClientSettings(mergeSettingArgs(settings, keywords))
-        self._settings = applySettings(self._settings, values, self._datagram)
-        self.setting.update(values)
+    # -------------------------------------------------------- timeouts
 
     def _timeouts(self, timeout: float | None) -> float:
         # The most specific wins: connect()'s argument for connecting, the
@@ -345,20 +108,12 @@ class Client:
 
     # ---------------------------------------------------------- errors
 
-    def _fail(self, code: int, message: str | None = None) -> bool:
-        self.errCode = code
-        self.errMsg = message if message is not None else os.strerror(code)
-        return False
-
     def _failFrom(self, e: OSError) -> bool:
         if isinstance(e, socket.gaierror):
             return self._fail(ERROR_DNSLOOKUP_RESOLVE_FAILED, f"DNS lookup failed: {e.strerror}")
         if _isTimeout(e):
             return self._fail(errno.ETIMEDOUT)
         return self._fail(e.errno or errno.EIO, e.strerror or str(e))
-
-    def _notConnected(self) -> bool:
-        return self._fail(ERROR_CLIENT_NO_CONNECTION, "client is not connected to server")
 
     # --------------------------------------------------------- connect
 
@@ -557,7 +312,8 @@ class Client:
             collector.dataReceived(chunk)
             if collector.error is not None:
                 self._drop()
-                self._pendingError = (framingErrorCode(collector.error), collector.error)
+                code = framingErrorCode(collector.framingErrorTooLarge)
+                self._pendingError = (code, collector.error)
                 return self.recv()
         return collector.packets.popleft()
 

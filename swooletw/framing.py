@@ -67,9 +67,13 @@ class _Framer:
         raise NotImplementedError()
 
     _failed = False
+    #: Whether the last framing error was a packet over
+    #: C{package_max_length} (else the data was malformed).
+    framingErrorTooLarge = False
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str, *, tooLarge: bool) -> None:
         self._failed = True
+        self.framingErrorTooLarge = tooLarge
         self.framingError(reason)
 
     def _stopped(self) -> bool:
@@ -117,7 +121,8 @@ class EOFCheckReceiver(_Framer, LineReceiver):
                 self._buffer = b""
                 self._fail(
                     f"no EOF within {len(buf)} bytes, over package_max_length "
-                    f"{self.MAX_LENGTH}"
+                    f"{self.MAX_LENGTH}",
+                    tooLarge=True,
                 )
             return
         end += len(eof)
@@ -132,7 +137,8 @@ class EOFCheckReceiver(_Framer, LineReceiver):
                     self._buffer = b""
                     self._fail(
                         f"packet of more than {maxLength} bytes, over "
-                        f"package_max_length {maxLength}"
+                        f"package_max_length {maxLength}",
+                        tooLarge=True,
                     )
                     return
                 cut += len(eof)
@@ -145,7 +151,8 @@ class EOFCheckReceiver(_Framer, LineReceiver):
             self._buffer = b""
             self._fail(
                 f"no EOF within {len(buf) - end} bytes, over package_max_length "
-                f"{maxLength}"
+                f"{maxLength}",
+                tooLarge=True,
             )
 
 
@@ -175,7 +182,8 @@ class EOFSplitReceiver(_Framer, LineReceiver):
             if end - start > maxLength:
                 self._buffer = b""
                 self._fail(
-                    f"packet of {end - start} bytes is over package_max_length {maxLength}"
+                    f"packet of {end - start} bytes is over package_max_length {maxLength}",
+                    tooLarge=True,
                 )
                 return
             self.packetReceived(buf[start:end] if start or end < len(buf) else buf)
@@ -187,7 +195,8 @@ class EOFSplitReceiver(_Framer, LineReceiver):
         if len(rest) > maxLength:
             self._buffer = b""
             self._fail(
-                f"no EOF within {len(rest)} bytes, over package_max_length {maxLength}"
+                f"no EOF within {len(rest)} bytes, over package_max_length {maxLength}",
+                tooLarge=True,
             )
             return
         self._buffer = rest
@@ -220,7 +229,8 @@ class Int32PacketReceiver(_Framer, Int32StringReceiver):
                 self._unprocessed = b""
                 self._fail(
                     f"length header announces {end - start} bytes, over "
-                    f"package_max_length {maxLength}"
+                    f"package_max_length {maxLength}",
+                    tooLarge=True,
                 )
                 return
             if end > total:
@@ -278,14 +288,16 @@ class LengthPacketReceiver(_Framer, IntNStringReceiver):
                 self._unprocessed = b""
                 self._fail(
                     f"bad length field: packet of {size} bytes cannot hold its "
-                    f"{max(headerEnd, bodyOffset)}-byte header"
+                    f"{max(headerEnd, bodyOffset)}-byte header",
+                    tooLarge=False,
                 )
                 return
             if size > maxLength:
                 self._unprocessed = b""
                 self._fail(
                     f"length header announces {size} bytes, over "
-                    f"package_max_length {maxLength}"
+                    f"package_max_length {maxLength}",
+                    tooLarge=True,
                 )
                 return
             end = start + size
@@ -321,23 +333,25 @@ class LengthFuncReceiver(_Framer, IntNStringReceiver):
                 size = self.lengthFunc(buf)
             except Exception as e:
                 self._unprocessed = b""
-                self._fail(f"package_length_func raised {e!r}")
+                self._fail(f"package_length_func raised {e!r}", tooLarge=False)
                 return
             if isinstance(size, bool) or not isinstance(size, int):
                 self._unprocessed = b""
                 self._fail(
-                    f"package_length_func returned {size!r}, not an integer"
+                    f"package_length_func returned {size!r}, not an integer",
+                    tooLarge=False,
                 )
                 return
             if size < 0:
                 self._unprocessed = b""
-                self._fail(f"package_length_func rejected the data ({size})")
+                self._fail(f"package_length_func rejected the data ({size})", tooLarge=False)
                 return
             if size > maxLength or (size == 0 and len(buf) > maxLength):
                 self._unprocessed = b""
                 self._fail(
                     f"packet of {size or len(buf)} bytes is over package_max_length "
-                    f"{maxLength}"
+                    f"{maxLength}",
+                    tooLarge=True,
                 )
                 return
             if size == 0 or size > len(buf):

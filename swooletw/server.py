@@ -33,18 +33,6 @@ class ServerStateError(RuntimeError):
     """
 
 
-def _mergeSettings(values: Mapping[str, Any] | None, keywords: dict[str, Any]) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    if values is not None:
-        if not isinstance(values, Mapping):
-            raise _settings.SettingError(
-                f"set() takes a dict of settings, got {type(values).__name__}"
-            )
-        merged.update(values)
-    merged.update(keywords)
-    return merged
-
-
 class Port:
     """
     One listening address of a server (Swoole's C{Server\\Port}): its own
@@ -83,7 +71,7 @@ class Port:
         @raise SettingError: naming the first bad setting.
         """
         self._server._checkNotStarted("set()")
-        merged = _mergeSettings(values, keywords)
+        merged = _settings.mergeArgs(values, keywords)
         normalised = _settings.normalise(merged, portOnly=True)
         _settings.checkFraming(self.effectiveSettings(portSetting={**self.setting, **normalised}))
         self.setting.update(normalised)
@@ -243,7 +231,7 @@ class Server:
             unknown name, the closest valid one.
         """
         self._checkNotStarted("set()")
-        normalised = _settings.normalise(_mergeSettings(values, keywords))
+        normalised = _settings.normalise(_settings.mergeArgs(values, keywords))
         candidate = {**self.setting, **normalised}
         for port in self.ports:
             _settings.checkFraming(port.effectiveSettings(serverSetting=candidate))

@@ -22,6 +22,7 @@ __all__ = [
     "LENGTH_TYPES",
     "PORT_SETTINGS",
     "normalise",
+    "mergeArgs",
     "defaults",
     "checkFraming",
     "lengthStruct",
@@ -283,6 +284,17 @@ def normalise(values: Mapping[str, Any], portOnly: bool = False) -> dict[str, An
         key = "max_conn" if name == "max_connection" else name
         result[key] = _SPECS[name].check(name, value)
     return result
+
+
+def mergeArgs(values: Mapping[str, Any] | None, keywords: dict[str, Any]) -> dict[str, Any]:
+    """
+    Merge C{set(dict)} and C{set(**keywords)} arguments, keywords last.
+
+    @raise SettingError: if C{values} is not a mapping.
+    """
+    if values is not None and not isinstance(values, Mapping):
+        raise SettingError(f"set() takes a dict of settings, got {_typeName(values)}")
+    return {**(values or {}), **keywords}
 
 
 def checkFraming(port: Mapping[str, Any]) -> None:

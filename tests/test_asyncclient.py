@@ -29,6 +29,7 @@ from swooletw.asyncclient import (
 from swooletw.constants import (
     ERROR_CLIENT_NO_CONNECTION,
     ERROR_PACKAGE_LENGTH_TOO_LARGE,
+    ERROR_PACKAGE_MALFORMED_DATA,
     SOCK_TCP,
     SOCK_UDP,
 )
@@ -211,6 +212,25 @@ class MemoryTests(SynchronousTestCase):
         self.assertEqual(failure.value.errCode, ERROR_PACKAGE_LENGTH_TOO_LARGE)
         self.assertFalse(client.isConnected())
         self.failureResultOf(client.recv(), FramingError)
+
+    def test_malformedData(self) -> None:
+        """
+        A length function rejecting the data (even in words that mention
+        C{package_max_length}) fails the pending C{recv} with
+        C{ERROR_PACKAGE_MALFORMED_DATA}.
+        """
+
+        def lengthFunc(buf: bytes) -> int:
+            raise ValueError("over package_max_length")
+
+        client, _, protocol, transport = self.connect({"package_length_func": lengthFunc})
+        d = client.recv()
+        protocol.dataReceived(b"junk")
+        self.assertTrue(transport.disconnecting)
+        protocol.connectionLost(Failure(error.ConnectionDone()))
+        failure = self.failureResultOf(d, FramingError)
+        self.assertEqual(failure.value.errCode, ERROR_PACKAGE_MALFORMED_DATA)
+        self.assertEqual(client.errCode, ERROR_PACKAGE_MALFORMED_DATA)
 
     def test_lostWhileWaiting(self) -> None:
         """

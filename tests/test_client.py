@@ -1,231 +1,31 @@
 """
-Tests for L{swooletw.client}: the blocking client against real sockets.
-
-The servers here are plain Python sockets served from a thread on
-127.0.0.1 with a random port, so these tests do not depend on the swooletw
-server.  Packets are built with C{struct} the way PHP's C{pack()} builds
-them, independently of the library's own tables.
+Tests for L{swooletw.client}: the blocking client against real sockets
+(servers from L{tests.clientsupport}): construction, settings, connecting,
+raw reads and timeouts.  Framing is in L{tests.test_client_framing}, UDP in
+L{tests.test_client_udp}.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
-import struct
-import sys
 import threading
 import time
-from typing import Any, Callable, Iterable
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from swooletw.client import Client
 from swooletw.constants import (
     ERROR_CLIENT_NO_CONNECTION,
-    ERROR_PACKAGE_LENGTH_TOO_LARGE,
-    ERROR_PACKAGE_MALFORMED_DATA,
     KEEP,
     SOCK_ASYNC,
     SOCK_SYNC,
     SOCK_TCP,
-    SOCK_UDP,
     SSL,
 )
 from swooletw.settings import SettingError
 
-_HOST = "<" if sys.byteorder == "little" else ">"
-#: PHP pack() codes as struct formats, written out independently.
-PHP_PACK = {"c": "<b", "C": "<B", "n": ">H", "N": ">I", "v": "<H", "V": "<I", "S": _HOST + "H", "l": _HOST + "i"}
-
-
-def pack(lengthType: str, lengthOffset: int, bodyOffset: int, body: bytes) -> bytes:
-    """
-    A length-framed packet: filler bytes, the length field at
-    C{lengthOffset}, filler up to C{bodyOffset}, then C{body}; the length
-    field holds the packet's size minus C{bodyOffset} (Swoole's rule).
-    """
-    fmt = PHP_PACK[lengthType]
-    headerEnd = lengthOffset + struct.calcsize(fmt)
-    padding = b"\xee" * max(0, bodyOffset - headerEnd)
-    size = headerEnd + len(padding) + len(body)
-    return b"\xab" * lengthOffset + struct.pack(fmt, size - bodyOffset) + padding + body
-
-
-# -------------------------------------------------------------- servers
-
-
-def waitForClose(conn: socket.socket, stopping: threading.Event) -> None:
-    """
-    Read and drop everything until the client closes or the test ends.
-    """
-    conn.settimeout(0.05)
-    while not stopping.is_set():
-        try:
-            if not conn.recv(65536):
-                return
-        except socket.timeout:
-            continue
-        except OSError:
-            return
-
-
-def echo(conn: socket.socket, stopping: threading.Event) -> None:
-    """
-    Send back whatever arrives.
-    """
-    conn.settimeout(0.05)
-    while not stopping.is_set():
-        try:
-            data = conn.recv(65536)
-        except socket.timeout:
-            continue
-        if not data:
-            return
-        conn.sendall(data)
-
-
-def sends(chunks: Iterable[bytes], delay: float = 0.0, then: Any = waitForClose) -> Callable:
-    """
-    A handler that sends C{chunks} one C{send} each, C{delay} seconds apart,
-    then runs C{then} (by default: waits for the client to close).
-    """
-
-    def handler(conn: socket.socket, stopping: threading.Event) -> None:
-        # An Event in chunks means: wait until the test sets it.
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for chunk in chunks:
-            if isinstance(chunk, threading.Event):
-                chunk.wait(5)
-                continue
-            conn.sendall(chunk)
-            if delay:
-                time.sleep(delay)
-        if then is not None:
-            then(conn, stopping)
-
-    return handler
-
-
-def byteByByte(data: bytes) -> list[bytes]:
-    """
-    C{data} cut into one-byte sends.
-    """
-    return [data[i : i + 1] for i in range(len(data))]
-
-
-class ThreadedServer:
-    """
-    A plain-Python TCP server on 127.0.0.1 that runs C{handler(conn,
-    stopping)} for each connection in turn, on one thread.
-    """
-
-    def __init__(self, handler: Callable) -> None:
-        self.handler = handler
-        self.stopping = threading.Event()
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.listener.settimeout(0.05)
-        self.port = self.listener.getsockname()[1]
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except socket.timeout:
-                continue
-            with conn:
-                try:
-                    self.handler(conn, self.stopping)
-                except OSError:
-                    pass
-
-    def stop(self) -> None:
-        """
-        Stop serving, join the thread and close the listening socket.
-        """
-        self.stopping.set()
-        self.thread.join(5)
-        self.listener.close()
-
-
-class ThreadedUDPEcho:
-    """
-    A UDP echo server on 127.0.0.1 served from a thread.
-    """
-
-    def __init__(self) -> None:
-        self.stopping = threading.Event()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                data, peer = self.sock.recvfrom(65535)
-            except socket.timeout:
-                continue
-            self.sock.sendto(b"echo:" + data, peer)
-
-    def stop(self) -> None:
-        """
-        Stop serving, join the thread and close the socket.
-        """
-        self.stopping.set()
-        self.thread.join(5)
-        self.sock.close()
-
-
-def freePort() -> int:
-    """
-    A port on 127.0.0.1 with nothing listening on it.
-    """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _ClientTestMixin:
-    """
-    Servers and clients that are stopped and closed after each test.
-    """
-
-    def serve(self, handler: Callable) -> ThreadedServer:
-        """
-        A L{ThreadedServer} running C{handler}.
-        """
-        server = ThreadedServer(handler)
-        self.addCleanup(server.stop)
-        return server
-
-    def client(self, settings: dict | None = None, sockType: int = SOCK_TCP) -> Client:
-        """
-        A new L{Client} with C{settings}.
-        """
-        client = Client(sockType)
-        if settings:
-            client.set(settings)
-        self.addCleanup(client.close)
-        return client
-
-    def connected(self, handler: Callable, settings: dict | None = None, timeout: float = 2.0) -> Client:
-        """
-        A L{Client} with C{settings} connected to a new server running
-        C{handler}, with C{timeout} as C{connect}'s.
-        """
-        server = self.serve(handler)
-        client = self.client(settings)
-        self.assertTrue(client.connect("127.0.0.1", server.port, timeout), client.errMsg)
-        return client
-
-
-# ---------------------------------------------------------------- tests
+from tests.clientsupport import ClientTestMixin, echo, freePort, pack, sends, waitForClose
 
 
 class ConstructionTests(SynchronousTestCase):
@@ -324,10 +124,11 @@ class SettingsTests(SynchronousTestCase):
         """
         C{set} takes a dict.
         """
-        self.assertRaises(SettingError, Client().set, [("timeout", 1)])
+        e = self.assertRaises(SettingError, Client().set, [("timeout", 1)])
+        self.assertEqual(str(e), "set() takes a dict of settings, got list")
 
 
-class ConnectTests(_ClientTestMixin, SynchronousTestCase):
+class ConnectTests(ClientTestMixin, SynchronousTestCase):
     """
     L{Client.connect}, L{Client.close} and the addresses.
     """
@@ -412,7 +213,7 @@ class ConnectTests(_ClientTestMixin, SynchronousTestCase):
         self.assertEqual(client.recv(), b"again")
 
 
-class RawTests(_ClientTestMixin, SynchronousTestCase):
+class RawTests(ClientTestMixin, SynchronousTestCase):
     """
     Without framing, C{recv} returns what one read gives.
     """
@@ -455,154 +256,7 @@ class RawTests(_ClientTestMixin, SynchronousTestCase):
         self.assertEqual(client.errCode, ERROR_CLIENT_NO_CONNECTION)
 
 
-class EOFFramingTests(_ClientTestMixin, SynchronousTestCase):
-    """
-    EOF framing: one packet per C{recv}, the marker included.
-    """
-
-    SPLIT = {"open_eof_split": True, "package_eof": "\r\n"}
-
-    def test_gluedPackets(self) -> None:
-        """
-        Packets arriving in one chunk come out one per C{recv}.
-        """
-        client = self.connected(sends([b"one\r\ntwo\r\nthree\r\n"]), self.SPLIT)
-        self.assertEqual([client.recv() for _ in range(3)], [b"one\r\n", b"two\r\n", b"three\r\n"])
-
-    def test_byteByByte(self) -> None:
-        """
-        A packet sent one byte at a time comes out whole.
-        """
-        client = self.connected(sends(byteByByte(b"Just a test.\r\nnext\r\n"), 0.001), self.SPLIT)
-        self.assertEqual(client.recv(), b"Just a test.\r\n")
-        self.assertEqual(client.recv(), b"next\r\n")
-
-    def test_longMarker(self) -> None:
-        """
-        A multi-byte marker cut across sends is found.
-        """
-        settings = {"open_eof_split": True, "package_eof": "#END#"}
-        client = self.connected(sends([b"a#EN", b"D#b#", b"END#"], 0.01), settings)
-        self.assertEqual(client.recv(), b"a#END#")
-        self.assertEqual(client.recv(), b"b#END#")
-
-    def test_eofCheck(self) -> None:
-        """
-        With C{open_eof_check} alone, as Swoole, C{recv} returns everything
-        up to the last marker of a read, which may hold several packets.
-        """
-        settings = {"open_eof_check": True, "package_eof": "\r\n"}
-        client = self.connected(sends([b"a\r\nb\r\n"]), settings)
-        self.assertEqual(client.recv(), b"a\r\nb\r\n")
-
-    def test_overLimit(self) -> None:
-        """
-        No marker within C{package_max_length} bytes: C{recv} fails with
-        C{ERROR_PACKAGE_LENGTH_TOO_LARGE} and the client is closed.
-        """
-        settings = dict(self.SPLIT, package_max_length=16)
-        client = self.connected(sends([b"x" * 40]), settings)
-        self.assertIs(client.recv(), False)
-        self.assertEqual(client.errCode, ERROR_PACKAGE_LENGTH_TOO_LARGE)
-        self.assertIn("package_max_length", client.errMsg)
-        self.assertFalse(client.isConnected())
-
-
-class LengthFramingTests(_ClientTestMixin, SynchronousTestCase):
-    """
-    Length framing: one whole packet per C{recv}, header included.
-    """
-
-    LAYOUTS = [("N", 0, 4), ("n", 0, 2), ("N", 0, 0), ("V", 2, 6), ("C", 1, 4), ("S", 0, 2)]
-
-    def layoutSettings(self, lengthType: str, lengthOffset: int, bodyOffset: int) -> dict:
-        """
-        Length framing settings for one header layout.
-        """
-        return {
-            "open_length_check": True,
-            "package_length_type": lengthType,
-            "package_length_offset": lengthOffset,
-            "package_body_offset": bodyOffset,
-            "package_max_length": 4096,
-        }
-
-    def test_layoutsByteByByte(self) -> None:
-        """
-        For several length types and offsets, packets sent one byte at a
-        time come out whole, one per C{recv}.
-        """
-        for layout in self.LAYOUTS:
-            packets = [pack(*layout, body) for body in (b"Just a test.", b"", b"x" * 100)]
-            handler = sends(byteByByte(b"".join(packets)), 0.0002)
-            client = self.connected(handler, self.layoutSettings(*layout))
-            self.assertEqual([client.recv() for _ in packets], packets, layout)
-            client.close()
-
-    def test_layoutsGlued(self) -> None:
-        """
-        Packets arriving in one chunk come out one per C{recv}.
-        """
-        for layout in self.LAYOUTS:
-            packets = [pack(*layout, b"p%d" % i) for i in range(5)]
-            client = self.connected(sends([b"".join(packets)]), self.layoutSettings(*layout))
-            self.assertEqual([client.recv() for _ in packets], packets, layout)
-            client.close()
-
-    def test_tutorialClient(self) -> None:
-        """
-        The tutorial's C{pack('N', strlen($data)) . $data}, echoed back,
-        comes out as one packet.
-        """
-        client = self.connected(echo, self.layoutSettings("N", 0, 4))
-        packets = [struct.pack(">I", 12) + b"Just a test."] * 3
-        for packet in packets:
-            client.send(packet)
-        self.assertEqual([client.recv() for _ in packets], packets)
-
-    def test_lengthFunc(self) -> None:
-        """
-        C{package_length_func} splits: a 1-byte body size before the body.
-        """
-        settings = {"package_length_func": lambda buf: 1 + buf[0]}
-        client = self.connected(sends([b"\x03abc\x01z\x02", b"yy"], 0.01), settings)
-        self.assertEqual([client.recv() for _ in range(3)], [b"\x03abc", b"\x01z", b"\x02yy"])
-
-    def test_overLimit(self) -> None:
-        """
-        A header announcing more than C{package_max_length} fails the
-        C{recv} with C{ERROR_PACKAGE_LENGTH_TOO_LARGE} and closes.
-        """
-        settings = dict(self.layoutSettings("N", 0, 4), package_max_length=64)
-        client = self.connected(sends([struct.pack(">I", 1000) + b"x" * 10]), settings)
-        self.assertIs(client.recv(), False)
-        self.assertEqual(client.errCode, ERROR_PACKAGE_LENGTH_TOO_LARGE)
-        self.assertFalse(client.isConnected())
-
-    def test_goodPacketsBeforeTheBadOne(self) -> None:
-        """
-        Whole packets read before the framing broke are still returned;
-        the error comes after them.
-        """
-        good = pack("N", 0, 4, b"fine")
-        settings = dict(self.layoutSettings("N", 0, 4), package_max_length=64)
-        client = self.connected(sends([good + struct.pack(">I", 1000)]), settings)
-        self.assertEqual(client.recv(), good)
-        self.assertIs(client.recv(), False)
-        self.assertEqual(client.errCode, ERROR_PACKAGE_LENGTH_TOO_LARGE)
-
-    def test_malformed(self) -> None:
-        """
-        A C{package_length_func} that rejects the data fails the C{recv}
-        with C{ERROR_PACKAGE_MALFORMED_DATA}.
-        """
-        client = self.connected(sends([b"junk"]), {"package_length_func": lambda buf: -1})
-        self.assertIs(client.recv(), False)
-        self.assertEqual(client.errCode, ERROR_PACKAGE_MALFORMED_DATA)
-        self.assertFalse(client.isConnected())
-
-
-class TimeoutTests(_ClientTestMixin, SynchronousTestCase):
+class TimeoutTests(ClientTestMixin, SynchronousTestCase):
     """
     C{recv} waits up to the connect timeout (or C{read_timeout}).
     """
@@ -645,63 +299,3 @@ class TimeoutTests(_ClientTestMixin, SynchronousTestCase):
         self.assertIs(client.recv(), False)
         self.assertLess(time.monotonic() - started, 5)
         self.assertEqual(client.errCode, errno.ETIMEDOUT)
-
-
-class UDPTests(SynchronousTestCase):
-    """
-    A C{SOCK_UDP} client: C{sendto}, and C{connect} choosing the peer.
-    """
-
-    def setUp(self) -> None:
-        self.server = ThreadedUDPEcho()
-        self.addCleanup(self.server.stop)
-        self.udp = Client(SOCK_UDP)
-        self.addCleanup(self.udp.close)
-
-    def test_sendto(self) -> None:
-        """
-        C{sendto} needs no C{connect}; C{recv} returns one datagram and
-        C{getpeername} its sender.
-        """
-        self.assertIs(self.udp.sendto("127.0.0.1", self.server.port, b"ping"), True)
-        self.assertEqual(self.udp.recv(), b"echo:ping")
-        self.assertEqual(self.udp.getpeername(), {"host": "127.0.0.1", "port": self.server.port})
-
-    def test_connectSend(self) -> None:
-        """
-        After C{connect}, C{send} goes to that peer.
-        """
-        self.assertTrue(self.udp.connect("127.0.0.1", self.server.port))
-        self.assertEqual(self.udp.send(b"one"), 3)
-        self.assertEqual(self.udp.recv(), b"echo:one")
-
-    def test_udpConnectFlag(self) -> None:
-        """
-        With C{flag=1} the socket itself is connected; the round trip works.
-        """
-        self.assertTrue(self.udp.connect("127.0.0.1", self.server.port, 1, 1))
-        self.udp.send("two")
-        self.assertEqual(self.udp.recv(), b"echo:two")
-
-    def test_timeout(self) -> None:
-        """
-        No datagram within the timeout: C{False} with C{errCode} 110.
-        """
-        self.assertTrue(self.udp.connect("127.0.0.1", freePort(), 0.1))
-        self.assertIs(self.udp.recv(), False)
-        self.assertEqual(self.udp.errCode, errno.ETIMEDOUT)
-
-    def test_framingRefused(self) -> None:
-        """
-        Framing settings are refused for UDP, naming the setting.
-        """
-        e = self.assertRaises(SettingError, self.udp.set, {"open_eof_split": True})
-        self.assertIn("'open_eof_split'", str(e))
-
-    def test_sendtoOnTCP(self) -> None:
-        """
-        C{sendto} on a TCP client fails.
-        """
-        tcp = Client(SOCK_TCP)
-        self.assertIs(tcp.sendto("127.0.0.1", self.server.port, b"x"), False)
-        self.assertEqual(tcp.errCode, errno.EPROTOTYPE)
