@@ -323,3 +323,60 @@ class MultiPortRealTests(RealServerMixin, TestCase):
         second = Server("127.0.0.1", first.port)
         e = self.assertRaises(ListenError, second.asService().privilegedStartService)
         self.assertIn(f"127.0.0.1:{first.port}", str(e))
+
+
+class SyncClientTests(RealServerMixin, TestCase):
+    """
+    The blocking L{swooletw.Client} against a real swooletw server (the client
+    runs in a thread while the reactor serves).
+    """
+
+    def test_tutorialClient(self):
+        """§7.2: connect, send "hello server.", recv the reply, close."""
+        import swooletw
+        from twisted.internet.threads import deferToThread
+
+        serv = Server("127.0.0.1", 0)
+        serv.on("receive", lambda serv, fd, fromId, data: serv.send(fd, b"hello server" + data))
+        self.startServer(serv)
+
+        def talk():
+            client = swooletw.Client(swooletw.SOCK_TCP, swooletw.SOCK_SYNC)
+            if not client.connect("127.0.0.1", serv.port, 2):
+                return ("connect failed", client.errCode)
+            client.send("hello server.")
+            response = client.recv()
+            client.close()
+            return response
+
+        return deferToThread(talk).addCallback(self.assertEqual, b"hello serverhello server.")
+
+    def test_framedPacketsOneByOne(self):
+        """With the server's length framing set on the client, recv returns one packet each."""
+        import swooletw
+        from twisted.internet.threads import deferToThread
+
+        settings = {"open_length_check": True, "package_length_type": "N",
+                    "package_length_offset": 0, "package_body_offset": 4}
+        serv = Server("127.0.0.1", 0)
+        serv.set(settings)
+
+        def onReceive(serv, fd, fromId, data):
+            for i in range(3):  # three replies in one write
+                body = b"reply%d:" % i + data[4:]
+                serv.send(fd, struct.pack("!I", len(body)) + body)
+
+        serv.on("receive", onReceive)
+        self.startServer(serv)
+
+        def talk():
+            client = swooletw.Client(swooletw.SOCK_TCP)
+            client.set(settings)
+            assert client.connect("127.0.0.1", serv.port, 2), client.errMsg
+            client.send(struct.pack("!I", 2) + b"hi")
+            packets = [client.recv() for _ in range(3)]
+            client.close()
+            return packets
+
+        expected = [struct.pack("!I", 9) + b"reply%d:hi" % i for i in range(3)]
+        return deferToThread(talk).addCallback(self.assertEqual, expected)
