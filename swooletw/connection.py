@@ -177,19 +177,28 @@ class ServerConnection:
     fd = 0
     connectTime = 0.0
     lastTime = 0.0
+    #: packets received on this connection (added to the server's
+    #: C{request_count} when it closes)
+    requests = 0
     _reading = False
     _closing = False
     _closedByServer = False
 
     def connectionMade(self) -> None:
+        factory = self.factory
+        # What the per-packet path needs, one attribute away.
+        self._serv = factory.serv
+        self._onReceive = factory.onReceive
+        self._reactorId = factory.reactorId
+        self._now = factory.clock.seconds
+        self._stats = factory.stats
         self._pending: list[bytes] = []
         self._write = self._writeDirect if _canWriteDirectly(self.transport) else self.transport.write
-        self.factory.connectionOpened(self)
+        factory.connectionOpened(self)
 
     def dataReceived(self, data: bytes) -> None:
-        factory = self.factory
-        self.lastTime = factory.clock.seconds()
-        factory.stats.total_recv_bytes += len(data)
+        self.lastTime = self._now()
+        self._stats.total_recv_bytes += len(data)
         self._reading = True
         try:
             super().dataReceived(data)  # type: ignore[misc]  # the framer
@@ -202,17 +211,17 @@ class ServerConnection:
         """
         One whole packet: count it and run the C{receive} callback.
         """
-        factory = self.factory
-        factory.stats.request_count += 1
-        callback = factory.onReceive
+        self.requests += 1
+        callback = self._onReceive
         if callback is None:
             return
         try:
-            result = callback(factory.serv, self.fd, factory.reactorId, packet)
+            result = callback(self._serv, self.fd, self._reactorId, packet)
         except Exception:
-            factory.callbackFailed("receive", self.fd)
+            self.factory.callbackFailed("receive", self.fd)
             return
-        if result is not None:
+        # send() returns a bool, which handlers often pass on: skip those.
+        if result is not None and result.__class__ is not bool:
             watch(result, "receive", fd=self.fd)
 
     def framingError(self, reason: str) -> None:
@@ -230,12 +239,12 @@ class ServerConnection:
         """
         if self._closing:
             return False
-        stats = self.factory.stats
-        stats.total_send_bytes += len(data)
-        stats.response_count += 1
         if self._reading:
             self._pending.append(data)
         else:
+            stats = self._stats
+            stats.response_count += 1
+            stats.total_send_bytes += len(data)
             self._write(data)
         return True
 
@@ -283,6 +292,9 @@ class ServerConnection:
     def _flush(self) -> None:
         pending = self._pending
         data = pending[0] if len(pending) == 1 else b"".join(pending)
+        stats = self._stats
+        stats.response_count += len(pending)
+        stats.total_send_bytes += len(data)
         pending.clear()
         self._write(data)
 
@@ -298,14 +310,17 @@ class ServerConnection:
             # the order and let Twisted write when the socket is writable.
             transport.write(data)
             return
-        sent = transport.writeSomeData(data)
-        if isinstance(sent, int):
-            if sent < len(data):
-                transport.write(data[sent:])
-        else:
-            # The send failed: queue it so Twisted's own writer finds the
-            # error and closes the connection the usual way.
+        try:
+            sent = transport.socket.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            # Queue it so Twisted's own writer meets the error and closes the
+            # connection the usual way.
             transport.write(data)
+            return
+        if sent < len(data):
+            transport.write(data[sent:])
 
 
 class RawConnection(ServerConnection, framing.RawReceiver):
@@ -411,6 +426,7 @@ class PortFactory(Factory):
             return
         self.table.remove(fd)
         self.stats.close_count += 1
+        self.stats.request_count += connection.requests
         if self.onClose is not None:
             reactorId = -1 if byServer else self.reactorId
             invoke(self.onClose, (self.serv, fd, reactorId), "close", fd=fd)

@@ -76,14 +76,6 @@ class _Framer:
         self.framingErrorTooLarge = tooLarge
         self.framingError(reason)
 
-    def _stopped(self) -> bool:
-        # A packet handler may pause the transport or close the connection;
-        # no packet after that is delivered.
-        if self.paused:
-            return True
-        transport = self.transport
-        return transport is not None and transport.disconnecting
-
 
 class RawReceiver(_Framer, Protocol):
     """
@@ -144,7 +136,7 @@ class EOFCheckReceiver(_Framer, LineReceiver):
                 cut += len(eof)
             self.packetReceived(buf[start:cut] if start or cut < len(buf) else buf)
             start = cut
-            if self._stopped():
+            if self.paused or self.transport.disconnecting:
                 break
         self._buffer = buf[start:]
         if start == end and len(self._buffer) > maxLength:
@@ -175,6 +167,9 @@ class EOFSplitReceiver(_Framer, LineReceiver):
         eofLength = len(eof)
         maxLength = self.MAX_LENGTH
         find = buf.find
+        total = len(buf)
+        deliver = self.packetReceived
+        transport = self.transport
         start = 0
         end = find(eof)
         while end >= 0:
@@ -186,9 +181,9 @@ class EOFSplitReceiver(_Framer, LineReceiver):
                     tooLarge=True,
                 )
                 return
-            self.packetReceived(buf[start:end] if start or end < len(buf) else buf)
+            deliver(buf[start:end] if start or end < total else buf)
             start = end
-            if self._stopped():
+            if self.paused or transport.disconnecting:
                 break
             end = find(eof, start)
         rest = buf[start:] if start else buf
@@ -222,6 +217,8 @@ class Int32PacketReceiver(_Framer, Int32StringReceiver):
         total = len(buf)
         maxLength = self.MAX_LENGTH
         unpack = self._unpackLength
+        deliver = self.packetReceived
+        transport = self.transport
         start = 0
         while total - start >= 4:
             end = start + 4 + unpack(buf, start)[0]
@@ -235,9 +232,9 @@ class Int32PacketReceiver(_Framer, Int32StringReceiver):
                 return
             if end > total:
                 break
-            self.packetReceived(buf[start:end] if start or end < total else buf)
+            deliver(buf[start:end] if start or end < total else buf)
             start = end
-            if self._stopped():
+            if self.paused or transport.disconnecting:
                 break
         self._unprocessed = buf[start:] if start else buf
 
@@ -281,6 +278,8 @@ class LengthPacketReceiver(_Framer, IntNStringReceiver):
         lengthOffset = self.lengthOffset
         bodyOffset = self.bodyOffset
         headerEnd = lengthOffset + self.prefixLength
+        deliver = self.packetReceived
+        transport = self.transport
         start = 0
         while total - start >= headerEnd:
             size = bodyOffset + unpack(buf, start + lengthOffset)[0]
@@ -303,9 +302,9 @@ class LengthPacketReceiver(_Framer, IntNStringReceiver):
             end = start + size
             if end > total:
                 break
-            self.packetReceived(buf[start:end] if start or end < total else buf)
+            deliver(buf[start:end] if start or end < total else buf)
             start = end
-            if self._stopped():
+            if self.paused or transport.disconnecting:
                 break
         self._unprocessed = buf[start:] if start else buf
 
@@ -358,7 +357,7 @@ class LengthFuncReceiver(_Framer, IntNStringReceiver):
                 break
             self.packetReceived(buf[:size])
             buf = buf[size:]
-            if self._stopped():
+            if self.paused or self.transport.disconnecting:
                 break
         self._unprocessed = buf
 

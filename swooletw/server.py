@@ -194,6 +194,7 @@ class Server:
         self._callbacks: dict[str, Callable[..., Any]] = {}
         self._reactor = reactor
         self._table = ConnectionTable()
+        self._connection = self._table.get
         self._stats = ServerStats()
         self._timers: Timers | None = None
         self._service: Any = None
@@ -318,12 +319,16 @@ class Server:
 
         @return: C{False} (logged at debug) if C{fd} is closed or unknown.
         """
-        connection = self._table.get(fd)
+        connection = self._connection(fd)
         if connection is None:
             self.log.debug("send to unknown or closed fd {fd} dropped", fd=fd)
             return False
         if data.__class__ is not bytes:
             data = toBytes(data)
+        if connection._reading and not connection._closing:
+            # The hot path (a reply from inside receive), inlined.
+            connection._pending.append(data)
+            return True
         return connection.sendData(data)
 
     def sendto(self, ip: str, port: int, data: Any, server_socket: int = -1) -> bool:
@@ -383,6 +388,7 @@ class Server:
         Swoole's C{stats()}: counters since start and the current state.
         """
         result: dict[str, Any] = self._stats.asDict()
+        result["request_count"] += sum(c.requests for c in self._table.values())
         result.update(
             connection_num=len(self._table),
             session_round=self._table.lastFd,
