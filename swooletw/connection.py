@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from swooletw.server import Port, Server
 
 __all__ = [
+    "ConnectionIdsExhausted",
     "ConnectionTable",
     "ServerStats",
     "ServerConnection",
@@ -82,22 +83,61 @@ class ServerStats:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-class ConnectionTable:
+class ConnectionIdsExhausted(RuntimeError):
     """
-    Connection ids and the connections they name.  Ids start at 1, grow by
-    one and are never reused while the server runs, as Swoole's session ids.
+    A worker used up its blocks of connection ids before the master sent
+    another (a burst of more than half a block of connections in one round
+    trip to the master).
     """
 
-    def __init__(self) -> None:
+
+class ConnectionTable:
+    """
+    Connection ids and the connections they name.  Ids grow by one and are
+    never reused while the server runs, as Swoole's session ids.  A
+    single-process server numbers from 1 without end; a worker takes its ids
+    from blocks the master leases to it, so ids are unique across workers.
+
+    @ivar listener: told of every connection opened and closed (the worker's
+        router), or L{None}.
+    """
+
+    listener: Any = None
+
+    def __init__(self, first: int = 1, last: int | None = None) -> None:
         self._connections: dict[int, ServerConnection] = {}
-        self._lastFd = 0
+        self._lastFd = first - 1
+        self._blockLast = last
+        self._spareBlocks: list[tuple[int, int]] = []
         #: the dict lookup used by C{send}, bound once
         self.get: Callable[[int], ServerConnection | None] = self._connections.get
+
+    def addBlock(self, first: int, last: int) -> None:
+        """
+        Another block of ids, used when the current one runs out.
+        """
+        self._spareBlocks.append((first, last))
+
+    def remainingIds(self) -> int | None:
+        """
+        Ids left before the blocks run out; L{None} for no limit.
+        """
+        if self._blockLast is None:
+            return None
+        spare = sum(last - first + 1 for first, last in self._spareBlocks)
+        return self._blockLast - self._lastFd + spare
 
     def allocate(self) -> int:
         """
         A new connection id.
+
+        @raise ConnectionIdsExhausted: when the leased blocks are used up.
         """
+        if self._blockLast is not None and self._lastFd >= self._blockLast:
+            if not self._spareBlocks:
+                raise ConnectionIdsExhausted("no connection ids left in this worker's blocks")
+            first, self._blockLast = self._spareBlocks.pop(0)
+            self._lastFd = first - 1
         self._lastFd += 1
         return self._lastFd
 
@@ -113,12 +153,15 @@ class ConnectionTable:
         Register a connection under its C{fd}.
         """
         self._connections[connection.fd] = connection
+        if self.listener is not None:
+            self.listener.opened(connection)
 
     def remove(self, fd: int) -> None:
         """
         Forget a connection.
         """
-        self._connections.pop(fd, None)
+        if self._connections.pop(fd, None) is not None and self.listener is not None:
+            self.listener.closed(fd)
 
     def page(self, startFd: int, size: int) -> list[int]:
         """
@@ -405,7 +448,12 @@ class PortFactory(Factory):
         """
         A new connection: give it an id, register it, fire C{connect}.
         """
-        fd = self.table.allocate()
+        try:
+            fd = self.table.allocate()
+        except ConnectionIdsExhausted as e:
+            self.log.error("closing a new connection: {error}", error=e)
+            connection.transport.abortConnection()
+            return
         connection.fd = fd
         connection.connectTime = connection.lastTime = self.clock.seconds()
         if self.settings["open_tcp_nodelay"]:

@@ -138,20 +138,22 @@ class Port:
 
 class _Connections:
     """
-    C{serv.connections}: iterate over connection ids; C{len()}; C{in}.
+    C{serv.connections}: iterate over connection ids (every connection of
+    the server, in every worker); C{len()}; C{in}.
     """
 
-    def __init__(self, table: ConnectionTable) -> None:
-        self._table = table
+    def __init__(self, serv: Server) -> None:
+        self._serv = serv
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._table)
+        return iter(self._serv._allFds())
 
     def __len__(self) -> int:
-        return len(self._table)
+        router = self._serv._router
+        return len(self._serv._table) + (len(router.directory) if router is not None else 0)
 
     def __contains__(self, fd: object) -> bool:
-        return fd in self._table
+        return self._serv.exists(fd)  # type: ignore[arg-type]
 
 
 class Server:
@@ -198,7 +200,9 @@ class Server:
         self._stats = ServerStats()
         self._timers: Timers | None = None
         self._service: Any = None
-        self.connections = _Connections(self._table)
+        #: routes operations on other processes' connections (multi-process)
+        self._router: Any = None
+        self.connections = _Connections(self)
         self.master_pid = self.manager_pid = self.worker_pid = os.getpid()
         self.worker_id = 0
         self.taskworker = False
@@ -285,9 +289,14 @@ class Server:
         files.  The same service every time.
         """
         if self._service is None:
-            from swooletw.service import ServerService
+            if self.setting["worker_num"] > 1:
+                from swooletw.master import MasterService
 
-            self._service = ServerService(self)
+                self._service = MasterService(self)
+            else:
+                from swooletw.service import ServerService
+
+                self._service = ServerService(self)
         return self._service
 
     def start(self) -> bool:
@@ -303,13 +312,54 @@ class Server:
 
     def shutdown(self) -> bool:
         """
-        Stop the server gracefully: C{workerStop}, connections closed,
-        C{shutdown}.
+        Stop the whole server gracefully (from the master or any worker):
+        C{workerStop}, connections closed, C{shutdown}.
         """
         if self._service is None or not self._service.running:
             return False
-        self.reactor.callLater(0, self.reactor.stop)
+        channel = getattr(self._service, "channel", None)
+        if channel is not None:  # a worker: the master stops everything
+            channel.send("shutdown")
+        else:
+            self.reactor.callLater(0, self.reactor.stop)
         return True
+
+    def reload(self, only_reload_taskworker: bool = False) -> bool:
+        """
+        Replace every worker gracefully (C{SIGUSR1}); with
+        C{only_reload_taskworker}, the task workers only (C{SIGUSR2}).
+        Code imported in C{workerStart} is fresh afterwards.
+
+        @return: C{False} in a single-process server (nothing to replace)
+            or when a reload is already running.
+        """
+        service = self._service
+        if service is None or not service.running:
+            return False
+        channel = getattr(service, "channel", None)
+        if channel is not None:  # a worker: ask the master
+            channel.send("reload", bool(only_reload_taskworker))
+            return True
+        reload = getattr(service, "reload", None)
+        if reload is None:
+            self.log.info("reload() in a single-process server (worker_num 1): nothing to do")
+            return False
+        return reload(only_reload_taskworker)
+
+    def _becomeWorker(self, workerId: int, reactor: Any) -> None:
+        """
+        In a freshly forked worker: its id and pid, its own reactor, and no
+        timers or counters inherited from the master.
+        """
+        from swooletw import timer
+
+        self.worker_id = workerId
+        self.worker_pid = os.getpid()
+        self._reactor = reactor
+        self._timers = None
+        self._stats = ServerStats()
+        timer.defaultTimers._clock = None
+        timer.defaultTimers.clearAll()
 
     # ------------------------------------------------------- connections
 
@@ -320,11 +370,13 @@ class Server:
         @return: C{False} (logged at debug) if C{fd} is closed or unknown.
         """
         connection = self._connection(fd)
-        if connection is None:
-            self.log.debug("send to unknown or closed fd {fd} dropped", fd=fd)
-            return False
         if data.__class__ is not bytes:
             data = toBytes(data)
+        if connection is None:
+            if self._router is not None:
+                return self._router.send(fd, data)
+            self.log.debug("send to unknown or closed fd {fd} dropped", fd=fd)
+            return False
         if connection._reading and not connection._closing:
             # The hot path (a reply from inside receive), inlined.
             connection._pending.append(data)
@@ -349,6 +401,8 @@ class Server:
         """
         connection = self._table.get(fd)
         if connection is None:
+            if self._router is not None:
+                return self._router.close(fd, reset)
             self.log.debug("close of unknown or closed fd {fd} ignored", fd=fd)
             return False
         return connection.closeConnection(reset=reset)
@@ -358,7 +412,9 @@ class Server:
         Whether C{fd} is an open connection.
         """
         connection = self._table.get(fd)
-        return connection is not None and not connection._closing
+        if connection is None:
+            return self._router is not None and fd in self._router.directory
+        return not connection._closing
 
     exist = exists
 
@@ -368,9 +424,13 @@ class Server:
         C{connect_time}, C{last_time}, ...; C{False} for an unknown fd.
         """
         connection = self._table.get(fd)
-        if connection is None:
-            return False
-        return connection.clientInfo()
+        if connection is not None:
+            return connection.clientInfo()
+        if self._router is not None:
+            info = self._router.directory.info(fd)
+            if info is not None:
+                return info
+        return False
 
     connection_info = getClientInfo
 
@@ -379,13 +439,41 @@ class Server:
         Up to C{page_size} (at most 100) connection ids after C{start_fd},
         in order; an empty list when there are no more.
         """
-        return self._table.page(start_fd, max(1, min(page_size, 100)))
+        size = max(1, min(page_size, 100))
+        if self._router is None:
+            return self._table.page(start_fd, size)
+        return [fd for fd in self._allFds() if fd > start_fd][:size]
 
     connection_list = getClientList
 
     def stats(self) -> dict[str, Any]:
         """
         Swoole's C{stats()}: counters since start and the current state.
+        With several workers, the counters of all of them added up (the
+        others' as of their last ping) and C{workers}, each one's own.
+        """
+        local = self._localStats()
+        if self._router is None:
+            return local
+        from swooletw.router import sumStats
+
+        perWorker = dict(self._router.stats)
+        if self.worker_id >= 0:
+            perWorker[self.worker_id] = local
+        result = sumStats(perWorker)
+        result.update(
+            start_time=local["start_time"],
+            connection_num=len(self.connections),
+            worker_num=self.setting["worker_num"],
+            task_worker_num=self.setting["task_worker_num"],
+            session_round=local["session_round"],
+            workers=perWorker,
+        )
+        return result
+
+    def _localStats(self) -> dict[str, Any]:
+        """
+        This process's own counters.
         """
         result: dict[str, Any] = self._stats.asDict()
         result["request_count"] += sum(c.requests for c in self._table.values())
@@ -431,6 +519,12 @@ class Server:
         return self.timers.clear(timer_id)
 
     # ---------------------------------------------------------- internal
+
+    def _allFds(self) -> list[int]:
+        local = list(self._table)
+        if self._router is None:
+            return local
+        return sorted(set(local).union(self._router.directory))
 
     def _checkNotStarted(self, what: str) -> None:
         if self._service is not None and self._service.running:

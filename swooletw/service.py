@@ -160,9 +160,7 @@ class ServerService(Service):
             interval, idle = _settings.heartbeatTimes(factory.settings)
             if interval:
                 factory.startHeartbeat(interval, idle)
-        self._fire("start")
-        self._fire("managerStart")
-        self._fire("workerStart", self.serv.worker_id)
+        self.fireStartEvents()
 
     def stopService(self) -> defer.Deferred[None]:
         """
@@ -179,6 +177,22 @@ class ServerService(Service):
         done.addErrback(lambda f: self.log.failure("error while stopping", f))
         done.addBoth(lambda _: self._finish())
         return done
+
+    def fireStartEvents(self) -> None:
+        """
+        One process is master, manager and worker 0: C{start},
+        C{managerStart}, C{workerStart(serv, 0)}.
+        """
+        self._fire("start")
+        self._fire("managerStart")
+        self._fire("workerStart", self.serv.worker_id)
+
+    def fireStopEvents(self) -> None:
+        """
+        C{managerStop} and C{shutdown}, after the connections are closed.
+        """
+        self._fire("managerStop")
+        self._fire("shutdown")
 
     def _fire(self, event: str, *args: Any) -> None:
         callback = self.serv.getCallback(event)
@@ -224,8 +238,7 @@ class ServerService(Service):
 
     def _finish(self) -> None:
         self.serv.timers.clearAll()
-        self._fire("managerStop")
-        self._fire("shutdown")
+        self.fireStopEvents()
 
 
 def _beginLogging(logFile: str | None) -> None:

@@ -12,6 +12,7 @@ names, the closest valid one.  Pure Python: nothing here imports Twisted.
 from __future__ import annotations
 
 import difflib
+import os
 import resource
 import struct
 from dataclasses import dataclass
@@ -109,6 +110,17 @@ def _seconds(name: str, value: Any) -> float:
     return float(value)
 
 
+def _intOrNone(name: str, value: Any) -> int | None:
+    return None if value is None else _int(0)(name, value)
+
+
+def _positiveSeconds(name: str, value: Any) -> float:
+    seconds = _seconds(name, value)
+    if not seconds:
+        raise SettingError(f"setting {name!r} must be > 0, got {value!r}")
+    return seconds
+
+
 def _eof(name: str, value: Any) -> bytes:
     if isinstance(value, str):
         value = value.encode("utf-8")
@@ -174,10 +186,6 @@ def _accepted(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     return check
 
 
-_PROCESS_MODEL = (
-    "the multi-process model (worker processes) is not available in this "
-    "version; use worker_num 1"
-)
 _TASKS = "task workers are not available in this version"
 
 
@@ -190,10 +198,12 @@ class _Spec:
 
 _SPECS: dict[str, _Spec] = {
     # process model
-    "worker_num": _Spec(_onlyDefault(_PROCESS_MODEL, _int(1), 1), 1),
+    "worker_num": _Spec(_int(1), os.cpu_count() or 1),
     "reactor_num": _Spec(_accepted(_int(1)), 1),
-    "max_request": _Spec(_onlyDefault(_PROCESS_MODEL, _int(0), 0), 0),
-    "max_request_grace": _Spec(_int(0), 0),
+    "max_request": _Spec(_int(0), 0),
+    "max_request_grace": _Spec(_intOrNone, None),
+    "worker_timeout": _Spec(_seconds, 30.0),
+    "worker_ping_interval": _Spec(_positiveSeconds, 1.0),
     "task_worker_num": _Spec(_onlyDefault(_TASKS, _int(0), 0), 0),
     "task_max_request": _Spec(_int(0), 0),
     "daemonize": _Spec(

@@ -102,7 +102,11 @@ class ServerHarness:
             serv._reactor = reactor
         self.reactor = reactor
         self.serv = serv
-        self.service = serv.asService()
+        # Always one process here: the handlers under test run in this one,
+        # whatever worker_num says.
+        from swooletw.service import ServerService
+
+        serv._service = self.service = ServerService(serv)
         self._peerPorts = itertools.count(40000)
         self.service.privilegedStartService()
         self.service.startService()

@@ -53,6 +53,8 @@ class RealServerMixin:
     """
 
     def startServer(self, serv: Server) -> Server:
+        # These tests are about one process; tests/test_workers.py forks.
+        serv.set(worker_num=1)
         service = serv.asService()
         service.privilegedStartService()
         service.startService()
@@ -321,6 +323,7 @@ class MultiPortRealTests(RealServerMixin, TestCase):
         first = Server("127.0.0.1", 0)
         self.startServer(first)
         second = Server("127.0.0.1", first.port)
+        second.set(worker_num=1)
         e = self.assertRaises(ListenError, second.asService().privilegedStartService)
         self.assertIn(f"127.0.0.1:{first.port}", str(e))
 

@@ -19,8 +19,7 @@ from swooletw.testing import ServerHarness
 
 def echoServer(**settings) -> Server:
     serv = Server("127.0.0.1", 9501, reactor=MemoryReactorClock())
-    if settings:
-        serv.set(settings)
+    serv.set(dict({"worker_num": 1}, **settings))
     serv.on("receive", lambda serv, fd, reactorId, data: serv.send(fd, data))
     return serv
 

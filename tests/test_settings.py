@@ -4,6 +4,8 @@ Tests for L{swooletw.settings}.
 
 from __future__ import annotations
 
+import os
+
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -284,14 +286,6 @@ class RefusalTests(SynchronousTestCase):
             self.assertIn(repr(name), message)
             self.assertIn("belongs to the server", message)
 
-    def test_workerNum(self) -> None:
-        """
-        C{worker_num} 2 is refused: no multi-process model.
-        """
-        message = self.refused({"worker_num": 2})
-        self.assertIn("'worker_num'", message)
-        self.assertIn("multi-process", message)
-
     def test_taskWorkerNum(self) -> None:
         """
         C{task_worker_num} 1 is refused: no task workers.
@@ -349,7 +343,7 @@ class DefaultsTests(SynchronousTestCase):
     def test_server(self) -> None:
         """
         Server defaults: backlog 512, heartbeat off, max_wait_time 3,
-        dispatch_mode 2, one worker, no task workers, not daemonized.
+        dispatch_mode 2, a worker per CPU, no task workers, not daemonized.
         """
         values = settings.defaults()
         self.assertEqual(values["backlog"], 512)
@@ -357,7 +351,7 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(values["heartbeat_idle_time"], 0)
         self.assertEqual(values["max_wait_time"], 3)
         self.assertEqual(values["dispatch_mode"], 2)
-        self.assertEqual(values["worker_num"], 1)
+        self.assertEqual(values["worker_num"], os.cpu_count())
         self.assertEqual(values["task_worker_num"], 0)
         self.assertIs(values["daemonize"], False)
         self.assertIs(values["reload_async"], True)

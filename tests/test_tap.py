@@ -28,7 +28,7 @@ from swooletw.testing import ServerHarness
 
 #: A configured server at module level, for C{--app tests.test_tap:testServer}.
 testServer = Server("127.0.0.1", 9600)
-testServer.set({"max_conn": 7})
+testServer.set({"max_conn": 7, "worker_num": 1})
 
 
 def makeTestServer() -> Server:
@@ -37,7 +37,7 @@ def makeTestServer() -> Server:
     C{--app tests.test_tap:makeTestServer}.
     """
     serv = Server("127.0.0.1", 9601)
-    serv.set({"max_conn": 8})
+    serv.set({"max_conn": 8, "worker_num": 1})
     serv.on("Receive", lambda serv, fd, fromId, data: serv.send(fd, b"test:" + data))
     return serv
 
@@ -288,16 +288,16 @@ class FramingOptionTests(SynchronousTestCase):
         self.assertEqual(setting["heartbeat_idle_time"], 12)
         self.assertEqual(setting["max_conn"], 3)
 
-    def test_workerNumRefused(self) -> None:
+    def test_workerNum(self) -> None:
         """
-        C{--worker-num 2} is a usage error saying the process model is not
-        available.
+        C{--worker-num 2} sets C{worker_num}; the server then runs as a
+        master (L{MasterService}).
         """
-        error = self.assertRaises(usage.UsageError, parse, "--worker-num", "2")
-        message = str(error)
-        self.assertIn("worker_num", message)
-        self.assertIn("not available", message)
-        self.assertIn("process", message)
+        from swooletw.master import MasterService
+
+        options = parse("--worker-num", "2")
+        self.assertEqual(options["server"].setting["worker_num"], 2)
+        self.assertIsInstance(options["server"].asService(), MasterService)
 
     def test_workerNumOne(self) -> None:
         """

@@ -1,0 +1,113 @@
+# -*- test-case-name: tests.test_process -*-
+"""
+Process plumbing for the master/worker model: forking a worker out of a
+running master, and what the child must undo before it runs.
+
+Workers are forked from the master, as Swoole's manager forks them, rather
+than started with C{spawnProcess} (fork + exec): only a fork keeps Swoole's
+reload rule, where code imported before C{start()} lives on in every worker
+and only code imported in C{workerStart} is fresh after a reload, and only a
+fork lets a plain script with closures as callbacks run unchanged.
+
+The child inherits the master's reactor, which it must not touch: it closes
+every inherited descriptor but its own (the listening sockets, its channel
+to the master, standard I/O and open regular files such as log files),
+installs a fresh reactor, and asks the kernel to kill it if the master dies.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import stat
+import sys
+from typing import Any, Iterable
+
+__all__ = [
+    "closeInheritedDescriptors",
+    "freshReactor",
+    "dieWithParent",
+    "setProcessTitle",
+]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _openDescriptors() -> list[int]:
+    try:
+        return sorted(int(name) for name in os.listdir("/proc/self/fd"))
+    except OSError:
+        return list(range(3, os.sysconf("SC_OPEN_MAX")))
+
+
+def closeInheritedDescriptors(keep: Iterable[int]) -> None:
+    """
+    Close every descriptor above 2 that is not in C{keep} and not a regular
+    file or a character device (log files stay open; the master's epoll
+    instance, wake-up pipes, sockets and other workers' channels go).
+    """
+    kept = set(keep)
+    for fd in _openDescriptors():
+        if fd <= 2 or fd in kept:
+            continue
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            continue
+        if stat.S_ISREG(mode) or stat.S_ISCHR(mode):
+            continue
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def freshReactor() -> Any:
+    """
+    Replace the global reactor inherited from the master by a new one of
+    the same kind, and return it.  Must run after
+    L{closeInheritedDescriptors}, in a process that will never return to the
+    old reactor.
+    """
+    import twisted.internet
+
+    old = sys.modules.pop("twisted.internet.reactor", None)
+    if hasattr(twisted.internet, "reactor"):
+        del twisted.internet.reactor
+    if old is not None and type(old).__module__.endswith("epollreactor"):
+        from twisted.internet import epollreactor
+
+        epollreactor.install()
+    else:
+        from twisted.internet import default
+
+        default.install()
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def dieWithParent(parentPid: int) -> None:
+    """
+    Have the kernel send this process C{SIGKILL} when its parent dies (Linux
+    C{PR_SET_PDEATHSIG}); if the parent is already gone, exit now.
+    """
+    libcName = ctypes.util.find_library("c")
+    if libcName:
+        libc = ctypes.CDLL(libcName, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parentPid:
+        os._exit(1)
+
+
+def setProcessTitle(title: str) -> None:
+    """
+    Show the process's role in C{ps} and C{top} (C{swooletw: worker 0}).
+    """
+    try:
+        import setproctitle
+    except ImportError:  # pragma: no cover - a dependency, but keep going
+        return
+    setproctitle.setproctitle(title)
