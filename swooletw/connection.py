@@ -265,7 +265,7 @@ class ServerConnection:
             return
         # send() returns a bool, which handlers often pass on: skip those.
         if result is not None and result.__class__ is not bool:
-            watch(result, "receive", fd=self.fd)
+            self._serv._trackInflight(watch(result, "receive", fd=self.fd))
 
     def framingError(self, reason: str) -> None:
         """

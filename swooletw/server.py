@@ -202,6 +202,9 @@ class Server:
         self._service: Any = None
         #: routes operations on other processes' connections (multi-process)
         self._router: Any = None
+        #: receive callbacks still running (their Deferreds); a graceful
+        #: stop waits for them
+        self._inflight: set[Any] = set()
         self.connections = _Connections(self)
         self.master_pid = self.manager_pid = self.worker_pid = os.getpid()
         self.worker_id = 0
@@ -519,6 +522,19 @@ class Server:
         return self.timers.clear(timer_id)
 
     # ---------------------------------------------------------- internal
+
+    def _trackInflight(self, result: Any) -> None:
+        from twisted.internet.defer import Deferred
+
+        if isinstance(result, Deferred) and not result.called:
+            inflight = self._inflight
+            inflight.add(result)
+
+            def done(value: Any) -> Any:
+                inflight.discard(result)
+                return value
+
+            result.addBoth(done)
 
     def _allFds(self) -> list[int]:
         local = list(self._table)

@@ -172,7 +172,8 @@ class ServerService(Service):
         stopped = self._stopListening()
         for factory in self._factories:
             factory.stopHeartbeat()
-        closed = self._closeConnections()
+        closed = self._drainInflight()
+        closed.addCallback(lambda _: self._closeConnections())
         done = defer.gatherResults([stopped, closed], consumeErrors=True)
         done.addErrback(lambda f: self.log.failure("error while stopping", f))
         done.addBoth(lambda _: self._finish())
@@ -206,6 +207,36 @@ class ServerService(Service):
             [defer.maybeDeferred(port.stopListening) for port in listening],
             consumeErrors=True,
         )
+
+    def _drainInflight(self) -> defer.Deferred[None]:
+        """
+        Wait for the receive callbacks still running, at most
+        C{max_wait_time}.
+        """
+        inflight = list(self.serv._inflight)
+        if not inflight:
+            return defer.succeed(None)
+        self.log.info(
+            "waiting for {count} callbacks still running", count=len(inflight)
+        )
+        # Give up waiting after max_wait_time without cancelling the
+        # callbacks' own Deferreds.
+        waited: defer.Deferred[None] = defer.Deferred()
+        reactor = self.serv.reactor
+
+        def giveUp() -> None:
+            self.log.warn("callbacks still running after max_wait_time")
+            waited.callback(None)
+
+        timeout = reactor.callLater(self.serv.setting["max_wait_time"], giveUp)
+
+        def finished(_: Any) -> None:
+            if timeout.active():
+                timeout.cancel()
+                waited.callback(None)
+
+        defer.DeferredList(inflight, consumeErrors=True).addCallback(finished)
+        return waited
 
     def _closeConnections(self) -> defer.Deferred[None]:
         table = self.serv._table

@@ -452,3 +452,46 @@ class MultiPortTests(SynchronousTestCase):
         """A port's on() takes connect/receive/close/packet only."""
         port = Server("127.0.0.1", 9501).listen("127.0.0.1", 9502)
         self.assertRaises(EventError, port.on, "workerStart", lambda *a: None)
+
+
+class GracefulStopTests(SynchronousTestCase):
+    """
+    A graceful stop lets running receive callbacks finish first.
+    """
+
+    def test_inflightCallbackFinishesBeforeClose(self) -> None:
+        """The reply of a callback still running at stop reaches the client."""
+        gate: Deferred[None] = Deferred()
+
+        async def onReceive(serv, fd, reactorId, data):
+            await gate
+            serv.send(fd, b"done")
+
+        serv = Server("127.0.0.1", 9501, reactor=MemoryReactorClock())
+        serv.set(worker_num=1)
+        serv.on("receive", onReceive)
+        harness = ServerHarness(serv)
+        client = harness.connect()
+        client.write(b"x")
+        stopped = harness.stop()
+        self.assertNoResult(stopped)
+        self.assertFalse(client.closed)
+        gate.callback(None)
+        self.assertEqual(client.read(), b"done")
+        self.assertTrue(client.closed)
+        self.successResultOf(stopped)
+
+    def test_inflightBoundedByMaxWaitTime(self) -> None:
+        """A callback that never finishes delays the stop by max_wait_time only."""
+        serv = Server("127.0.0.1", 9501, reactor=MemoryReactorClock())
+        serv.set(worker_num=1, max_wait_time=2)
+        serv.on("receive", lambda *args: Deferred())
+        harness = ServerHarness(serv)
+        client = harness.connect()
+        client.write(b"x")
+        stopped = harness.stop()
+        harness.advance(1.9)
+        self.assertNoResult(stopped)
+        harness.advance(0.2)
+        self.successResultOf(stopped)
+        self.assertTrue(client.closed)
