@@ -16,6 +16,7 @@ stopped.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -272,33 +273,72 @@ class ServerService(Service):
         self.fireStopEvents()
 
 
-def _beginLogging(logFile: str | None) -> None:
+def _beginLogging(stream: Any) -> None:
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
     if getattr(globalLogBeginner, "_temporaryObserver", True) is None:
         # logging was already begun by the caller (twistd, a test, an app)
         return
-    stream = open(logFile, "a") if logFile else sys.stdout
-    globalLogBeginner.beginLoggingTo(
-        [textFileLogObserver(stream)], redirectStandardIO=False
-    )
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(stream)], redirectStandardIO=False)
+
+
+def daemonize(logFile: str | None) -> None:
+    """
+    Detach from the terminal (fork, setsid, fork); standard output and
+    error go to C{logFile} (or nowhere), as Swoole's C{daemonize}.  The
+    original process exits 0.
+    """
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    null = os.open(os.devnull, os.O_RDWR)
+    out = os.open(logFile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if logFile else null
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+
+
+def _writePidFile(path: str, reactor: Any) -> None:
+    with open(path, "w") as f:
+        f.write(f"{os.getpid()}\n")
+
+    def remove() -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    reactor.addSystemEventTrigger("after", "shutdown", remove)
 
 
 def runServer(serv: Server) -> bool:
     """
-    C{Server.start()}: bind, run the reactor until it stops, stop the
-    service gracefully on the way out.
+    C{Server.start()}: bind, detach if C{daemonize}, write C{pid_file}, run
+    the reactor until it stops, stop the service gracefully on the way out.
+    Logs go to C{log_file} if set (when daemonized, so does standard
+    output), else to standard output.
 
     @return: C{False} if a port could not be bound (logged).
     """
-    _beginLogging(serv.setting["log_file"])
+    settings = serv.setting
+    logFile = settings["log_file"]
+    if settings["daemonize"] or not logFile:
+        _beginLogging(sys.stdout)
+    else:
+        _beginLogging(open(logFile, "a"))
     service = serv.asService()
     try:
         service.privilegedStartService()
     except Exception as e:
         ServerService.log.error("server not started: {error}", error=e)
         return False
+    if settings["daemonize"]:
+        daemonize(logFile)
     reactor = serv.reactor
+    if settings["pid_file"]:
+        _writePidFile(settings["pid_file"], reactor)
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()

@@ -206,15 +206,7 @@ _SPECS: dict[str, _Spec] = {
     "worker_ping_interval": _Spec(_positiveSeconds, 1.0),
     "task_worker_num": _Spec(_onlyDefault(_TASKS, _int(0), 0), 0),
     "task_max_request": _Spec(_int(0), 0),
-    "daemonize": _Spec(
-        _onlyDefault(
-            "daemonize with start() needs the process model; run under twistd "
-            "without -n to daemonize",
-            _bool,
-            False,
-        ),
-        False,
-    ),
+    "daemonize": _Spec(_bool, False),
     "log_file": _Spec(_pathOrNone, None),
     "pid_file": _Spec(_pathOrNone, None),
     "log_level": _Spec(_accepted(_int(0)), 0),

@@ -304,12 +304,12 @@ class RefusalTests(SynchronousTestCase):
 
     def test_daemonize(self) -> None:
         """
-        C{daemonize} true (or 1) is refused, pointing to twistd.
+        C{daemonize} takes PHP's true/1 and nothing but a bool.
         """
         for value in (True, 1):
-            message = self.refused({"daemonize": value})
-            self.assertIn("'daemonize'", message)
-            self.assertIn("twistd", message)
+            self.assertIs(settings.normalise({"daemonize": value})["daemonize"], True)
+        message = self.refused({"daemonize": "yes"})
+        self.assertIn("'daemonize'", message)
 
     def test_firstBadNamed(self) -> None:
         """

@@ -608,3 +608,18 @@ class PluginServiceIntegrationTests(TestCase):
         serv, service = self.startParsed("--listen", "tcp:0:interface=127.0.0.1")
         bound = service._listening[0].getHost().port
         self.assertEqual(serv.ports[0].port, bound)
+
+
+class StartOnlySettingTests(SynchronousTestCase):
+    """
+    daemonize, log_file and pid_file belong to Server.start(); under twistd
+    they are refused with the twistd flag to use.
+    """
+
+    def test_refusedWithTheFlag(self) -> None:
+        """Each start()-only setting is a usage error naming twistd's flag."""
+        for setting, flag in [("daemonize=true", "-n"), ("log_file=\"s.log\"", "--logfile"),
+                              ("pid_file=\"s.pid\"", "--pidfile")]:
+            error = self.assertRaises(usage.UsageError, parse, "--setting", setting)
+            self.assertIn(setting.split("=")[0], str(error))
+            self.assertIn(flag, str(error))

@@ -104,6 +104,7 @@ class Options(usage.Options):
                 useEndpoints(serv, self["listen"])
             elif self["app"] == DEFAULT_APP:
                 useEndpoints(serv, [DEFAULT_LISTEN])
+            refuseStartOnlySettings(serv)
         except (SettingError, EventError, ValueError) as e:
             raise usage.UsageError(str(e)) from e
         self["server"] = serv
@@ -148,6 +149,24 @@ def loadServer(spec: str) -> Server:
             "or a callable returning one"
         )
     return obj
+
+
+#: settings of Server.start() that twistd does with its own flags
+_TWISTD_FLAGS = {"daemonize": "leave out -n", "log_file": "--logfile", "pid_file": "--pidfile"}
+
+
+def refuseStartOnlySettings(serv: Server) -> None:
+    """
+    Under twistd, daemonizing, the log file and the pid file are twistd's
+    flags; an app that sets them is told so rather than ignored.
+
+    @raise ValueError: naming the setting and the flag to use.
+    """
+    for name, flag in _TWISTD_FLAGS.items():
+        if serv.setting[name]:
+            raise ValueError(
+                f"setting {name!r} applies to Server.start(); under twistd use {flag}"
+            )
 
 
 def useEndpoints(serv: Server, descriptions: list[str]) -> None:
