@@ -105,12 +105,13 @@ class EchoExampleTests(_LoggedTestCase):
 
     def test_mainAddress(self) -> None:
         """
-        C{makeServer(host, port)} listens on that address, with worker_num 1.
+        C{makeServer(host, port)} listens on that address, with the
+        tutorial's two workers.
         """
         harness = self.harness(echo.makeServer("127.0.0.1", 9777))
         port, _factory, _backlog, interface = harness.reactor.tcpServers[0]
         self.assertEqual((port, interface), (9777, "127.0.0.1"))
-        self.assertEqual(harness.serv.setting["worker_num"], 1)
+        self.assertEqual(harness.serv.setting["worker_num"], 2)
 
 
 class PacketExamplesTests(_LoggedTestCase):
@@ -332,7 +333,7 @@ class _Twistd:
     One C{twistd -ny FILE} process, its output in a file.
     """
 
-    def __init__(self, testCase: SynchronousTestCase, tac: str) -> None:
+    def __init__(self, testCase: SynchronousTestCase, tac: str, tacDir: str | None = None) -> None:
         self.testCase = testCase
         self.port = _freePort()
         workdir = os.path.abspath(testCase.mktemp())
@@ -342,10 +343,11 @@ class _Twistd:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO.path, env.get("PYTHONPATH")]))
         env["SWOOLETW_PORT"] = str(self.port)
         env["PYTHONUNBUFFERED"] = "1"
-        tacPath = REPO.child("tap").child(tac).path
+        tacPath = os.path.join(tacDir or REPO.child("tap").path, tac)
+        self.pidFile = os.path.join(workdir, "twistd.pid")
         with open(self.outputPath, "wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _TWISTD, "-ny", tacPath, "--pidfile="],
+                [sys.executable, "-c", _TWISTD, "-ny", tacPath, "--pidfile", self.pidFile],
                 cwd=workdir,
                 env=env,
                 stdout=out,
@@ -443,7 +445,59 @@ class TacIntegrationTests(SynchronousTestCase):
         These tests cover every C{.tac} in C{tap/}.
         """
         tacs = sorted(p.basename() for p in REPO.child("tap").globChildren("*.tac"))
-        self.assertEqual(tacs, ["echo.tac", "eof_check.tac", "eof_split.tac", "length.tac", "timers.tac"])
+        self.assertEqual(
+            tacs,
+            ["echo.tac", "eof_check.tac", "eof_split.tac", "length.tac", "noreload.tac",
+             "reload.tac", "timers.tac"],
+        )
+
+    def reloadCase(self, tac: str) -> tuple[bytes, bytes]:
+        """
+        Run C{tac} from a copy of C{tap/} with C{greeting.py}; ask, change
+        C{greeting.py}, reload with C{SIGUSR1}, ask again.
+        """
+        import shutil
+
+        tacDir = os.path.abspath(self.mktemp())
+        shutil.copytree(REPO.child("tap").path, tacDir)
+        twistd = _Twistd(self, tac, tacDir)
+
+        def ask() -> bytes:
+            s = twistd.connect()
+            s.sendall(b"x")
+            return s.recv(100)
+
+        before = ask()
+        greeting = os.path.join(tacDir, "greeting.py")
+        with open(greeting) as f:
+            source = f.read()
+        with open(greeting, "w") as f:
+            f.write(source.replace('b"v1: "', 'b"version 2: "'))
+        deadline = time.monotonic() + 10
+        while not os.path.exists(twistd.pidFile) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with open(twistd.pidFile) as f:
+            os.kill(int(f.read()), signal.SIGUSR1)
+        marker = "exited for reload; starting another"
+        while twistd.output().count(marker) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(twistd.output().count(marker), 2, twistd.output())
+        time.sleep(0.3)
+        return before, ask()
+
+    def test_reload(self) -> None:
+        """
+        reload.tac (Reload.php): after SIGUSR1 the workers serve the new
+        greeting.py.
+        """
+        self.assertEqual(self.reloadCase("reload.tac"), (b"v1: x", b"version 2: x"))
+
+    def test_noreload(self) -> None:
+        """
+        noreload.tac (NoReload.php): greeting.py was imported before start,
+        so the reloaded workers still serve the old code.
+        """
+        self.assertEqual(self.reloadCase("noreload.tac"), (b"v1: x", b"v1: x"))
 
     def test_echo(self) -> None:
         """

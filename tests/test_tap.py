@@ -80,6 +80,9 @@ def startOnMemoryReactor(testCase: SynchronousTestCase, options: tcp.Options) ->
     L{tcp.makeService} and start it; it is stopped in cleanup.
     """
     reactor = MemoryReactorClock()
+    # One process on a memory reactor: the master, which forks, is tested
+    # with real processes in tests/test_workers.py.
+    options["server"].set(worker_num=1)
     options["server"]._reactor = reactor
     service = tcp.makeService(options)
     service.privilegedStartService()
@@ -139,10 +142,11 @@ class OptionsDefaultsTests(SynchronousTestCase):
 
     def test_defaultSettings(self) -> None:
         """
-        With no options no framing is turned on and worker_num stays 1.
+        With no options no framing is turned on and worker_num is the
+        tutorial's 2.
         """
         setting = parse()["server"].setting
-        self.assertEqual(setting["worker_num"], 1)
+        self.assertEqual(setting["worker_num"], 2)
         self.assertFalse(setting["open_eof_split"])
         self.assertFalse(setting["open_eof_check"])
         self.assertFalse(setting["open_length_check"])
@@ -528,7 +532,7 @@ class MakeServiceTests(SynchronousTestCase):
         Stopping the service ends with it not running.
         """
         reactor = MemoryReactorClock()
-        options = parse()
+        options = parse("--worker-num", "1")
         options["server"]._reactor = reactor
         service = tcp.makeService(options)
         service.privilegedStartService()
@@ -576,7 +580,8 @@ class PluginServiceIntegrationTests(TestCase):
         Parse, make and start the service on the global reactor; stop it in
         cleanup.
         """
-        options = parse(*argv)
+        # One process: this runs inside trial, which must not fork.
+        options = parse("--worker-num", "1", *argv)
         service = tcp.makeService(options)
         service.privilegedStartService()
         service.startService()

@@ -31,10 +31,10 @@ def onClose(serv: Server, fd: int) -> None:
 
 def makeServer(host: str = "127.0.0.1", port: int = 9501) -> Server:
     """
-    The §7.1 server: C{worker_num} 1 until the process model lands.
+    The §7.1 server, with the tutorial's two workers.
     """
     serv = Server(host, port)
-    serv.set({"worker_num": 1})
+    serv.set({"worker_num": 2})
     serv.on("Connect", onConnect)
     serv.on("Receive", onReceive)
     serv.on("Close", onClose)

@@ -44,11 +44,11 @@ def onReceive(serv: Server, fd: int, fromId: int, data: bytes) -> None:
 
 def makeServer(host: str = "127.0.0.1", port: int = 9501) -> Server:
     """
-    The §12 server (the tutorial sets C{worker_num} 2; 1 until the process
-    model lands).
+    The §12 server, with the tutorial's two workers (hence the worker-0
+    test in C{workerStart}).
     """
     serv = Server(host, port)
-    serv.set({"worker_num": 1})
+    serv.set({"worker_num": 2})
     serv.on("WorkerStart", onWorkerStart)
     serv.on("Receive", onReceive)
     return serv

@@ -1,0 +1,83 @@
+# -*- test-case-name: tests.test_examples -*-
+"""
+Tutorial §11: graceful reload, C{Reload.php} against C{NoReload.php}.
+
+Both servers answer each packet with C{Test().run(data)} from a module of
+the user's (the tutorial's C{Test.php}; here any module with a C{Test}
+class, by default C{greeting} next to the C{.tac} files).  Edit that
+module, send C{SIGUSR1} to the master (C{kill -USR1 <master pid>}), and:
+
+ - L{ReloadServer} imports it in C{workerStart}: the new workers load the
+   new code;
+ - L{NoReloadServer} imports it before C{start()}: the workers are forked
+   from a master that already holds the old code, so nothing changes until
+   the whole server restarts.
+
+The tutorial runs them with C{worker_num} 1; here one worker means one
+process, with nothing to reload, so they use two.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from swooletw.server import Server
+
+DEFAULT_MODULE = "greeting"
+
+
+class NoReloadServer:
+    """
+    C{NoReload.php}: the module is imported when the server is built.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 9501, module: str = DEFAULT_MODULE) -> None:
+        self._test = importlib.import_module(module).Test()
+        self._serv = Server(host, port)
+        self._serv.set({"worker_num": 2})
+        self._serv.on("Receive", self.onReceive)
+
+    def onReceive(self, serv: Server, fd: int, fromId: int, data: bytes) -> None:
+        """Answer with the module's C{Test().run(data)}."""
+        serv.send(fd, self._test.run(data))
+
+    @property
+    def server(self) -> Server:
+        """The configured server."""
+        return self._serv
+
+    def start(self) -> bool:
+        """Run until stopped."""
+        return self._serv.start()
+
+
+class ReloadServer:
+    """
+    C{Reload.php}: the module is imported in C{workerStart}, in each worker.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 9501, module: str = DEFAULT_MODULE) -> None:
+        self._module = module
+        self._test: Any = None
+        self._serv = Server(host, port)
+        self._serv.set({"worker_num": 2})
+        self._serv.on("Receive", self.onReceive)
+        self._serv.on("WorkerStart", self.onWorkerStart)
+
+    def onWorkerStart(self, serv: Server, workerId: int) -> None:
+        """C{require_once("Test.php"); $this->_test = new Test;}"""
+        self._test = importlib.import_module(self._module).Test()
+
+    def onReceive(self, serv: Server, fd: int, fromId: int, data: bytes) -> None:
+        """Answer with the module's C{Test().run(data)}."""
+        serv.send(fd, self._test.run(data))
+
+    @property
+    def server(self) -> Server:
+        """The configured server."""
+        return self._serv
+
+    def start(self) -> bool:
+        """Run until stopped."""
+        return self._serv.start()
