@@ -50,8 +50,13 @@ class Channel(Int32PacketReceiver):
         @raise ValueError: if an argument is not of a type C{marshal} takes.
         """
         payload = marshal.dumps((kind,) + args)
-        if self.transport is not None and self.transport.connected:
+        if self._connected:
             self.transport.writeSequence([_HEADER.pack(len(payload)), payload])
+
+    _connected = False
+
+    def connectionMade(self) -> None:
+        self._connected = True
 
     def packetReceived(self, packet: bytes) -> None:
         try:
@@ -59,6 +64,9 @@ class Channel(Int32PacketReceiver):
             kind, args = message[0], message[1:]
         except (EOFError, ValueError, TypeError, IndexError, KeyError):
             self.log.error("undecodable channel message of {size} bytes", size=len(packet))
+            return
+        if not isinstance(kind, str):
+            self.log.error("channel message with a kind that is not a name: {kind!r}", kind=kind)
             return
         handler = self.handlers.get(kind)
         if handler is None:
@@ -74,6 +82,7 @@ class Channel(Int32PacketReceiver):
         self.transport.loseConnection()
 
     def connectionLost(self, reason: Any) -> None:
+        self._connected = False
         self.onLost(reason)
 
 

@@ -226,6 +226,8 @@ class ServerConnection:
     _reading = False
     _closing = False
     _closedByServer = False
+    _closeWhenIdle = False
+    _running = 0
 
     def connectionMade(self) -> None:
         factory = self.factory
@@ -249,6 +251,8 @@ class ServerConnection:
             self._reading = False
             if self._pending:
                 self._flush()
+            if self._closeWhenIdle:
+                self.closeWhenIdle()
 
     def packetReceived(self, packet: bytes) -> None:
         """
@@ -265,7 +269,25 @@ class ServerConnection:
             return
         # send() returns a bool, which handlers often pass on: skip those.
         if result is not None and result.__class__ is not bool:
-            self._serv._trackInflight(watch(result, "receive", fd=self.fd))
+            self._running += 1
+            self._serv._trackInflight(watch(result, "receive", fd=self.fd), self._callbackDone)
+
+    def _callbackDone(self) -> None:
+        self._running -= 1
+        if self._closeWhenIdle:
+            self.closeWhenIdle()
+
+    def closeWhenIdle(self) -> None:
+        """
+        Close now if the connection is idle; otherwise once its first
+        packet, its partial packet or its running callback is done (a
+        graceful stop).
+        """
+        busy = self.requests == 0 or self._running or self.bufferedBytes()
+        if busy and not self._closing:
+            self._closeWhenIdle = True
+        else:
+            self.closeConnection(byServer=True)
 
     def framingError(self, reason: str) -> None:
         """
@@ -304,6 +326,7 @@ class ServerConnection:
         if self._pending and not reset:
             self._flush()
         if reset:
+            self._pending.clear()
             self.transport.abortConnection()
         else:
             self.transport.loseConnection()
@@ -412,12 +435,13 @@ class PortFactory(Factory):
 
     log = Logger()
     noisy = False
-    reactorId = 0
 
     def __init__(self, serv: Server, port: Port, clock: Any) -> None:
         self.serv = serv
         self.port = port
         self.clock = clock
+        #: Swoole's reactor id: here, the worker serving the connection
+        self.reactorId = max(serv.worker_id, 0)
         self.table: ConnectionTable = serv._table
         self.stats: ServerStats = serv._stats
         self.maxConn: int = serv.setting["max_conn"]

@@ -67,6 +67,12 @@ class _Framer:
         raise NotImplementedError()
 
     _failed = False
+
+    def bufferedBytes(self) -> int:
+        """
+        Bytes received that are not yet a whole packet.
+        """
+        return len(getattr(self, "_buffer", b"")) + len(getattr(self, "_unprocessed", b""))
     #: Whether the last framing error was a packet over
     #: C{package_max_length} (else the data was malformed).
     framingErrorTooLarge = False

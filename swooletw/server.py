@@ -523,18 +523,25 @@ class Server:
 
     # ---------------------------------------------------------- internal
 
-    def _trackInflight(self, result: Any) -> None:
+    def _trackInflight(self, result: Any, done: Callable[[], None]) -> None:
+        """
+        Remember a running callback (a graceful stop waits for it); call
+        C{done} when it finishes, or now if it already has.
+        """
         from twisted.internet.defer import Deferred
 
-        if isinstance(result, Deferred) and not result.called:
-            inflight = self._inflight
-            inflight.add(result)
+        if not isinstance(result, Deferred) or result.called:
+            done()
+            return
+        inflight = self._inflight
+        inflight.add(result)
 
-            def done(value: Any) -> Any:
-                inflight.discard(result)
-                return value
+        def finished(value: Any) -> Any:
+            inflight.discard(result)
+            done()
+            return value
 
-            result.addBoth(done)
+        result.addBoth(finished)
 
     def _allFds(self) -> list[int]:
         local = list(self._table)

@@ -173,8 +173,11 @@ class ServerService(Service):
         stopped = self._stopListening()
         for factory in self._factories:
             factory.stopHeartbeat()
-        closed = self._drainInflight()
-        closed.addCallback(lambda _: self._closeConnections())
+        # One max_wait_time for the whole stop: running callbacks, then busy
+        # connections.
+        deadline = self.serv.reactor.seconds() + self.serv.setting["max_wait_time"]
+        closed = self._drainInflight(deadline)
+        closed.addCallback(lambda _: self._closeConnections(deadline))
         done = defer.gatherResults([stopped, closed], consumeErrors=True)
         done.addErrback(lambda f: self.log.failure("error while stopping", f))
         done.addBoth(lambda _: self._finish())
@@ -209,10 +212,10 @@ class ServerService(Service):
             consumeErrors=True,
         )
 
-    def _drainInflight(self) -> defer.Deferred[None]:
+    def _drainInflight(self, deadline: float) -> defer.Deferred[None]:
         """
-        Wait for the receive callbacks still running, at most
-        C{max_wait_time}.
+        Wait for the receive callbacks still running, until C{deadline} at
+        most.
         """
         inflight = list(self.serv._inflight)
         if not inflight:
@@ -229,7 +232,7 @@ class ServerService(Service):
             self.log.warn("callbacks still running after max_wait_time")
             waited.callback(None)
 
-        timeout = reactor.callLater(self.serv.setting["max_wait_time"], giveUp)
+        timeout = reactor.callLater(max(0.0, deadline - reactor.seconds()), giveUp)
 
         def finished(_: Any) -> None:
             if timeout.active():
@@ -239,32 +242,38 @@ class ServerService(Service):
         defer.DeferredList(inflight, consumeErrors=True).addCallback(finished)
         return waited
 
-    def _closeConnections(self) -> defer.Deferred[None]:
+    def _closeConnections(self, deadline: float) -> defer.Deferred[None]:
+        """
+        Close every connection once it is idle: at once for most; a
+        connection that has not sent its first packet yet, holds part of
+        one, or has a callback running gets to finish that first.  What is
+        still open at C{deadline} (C{max_wait_time} after the stop began) is
+        reset.
+        """
         table = self.serv._table
         for connection in table.values():
-            connection.closeConnection(byServer=True)
+            connection.closeWhenIdle()
         if not len(table):
             return defer.succeed(None)
         reactor = self.serv.reactor
-        waited = defer.Deferred()
+        waited: defer.Deferred[None] = defer.Deferred()
         maxWait = self.serv.setting["max_wait_time"]
 
         def check() -> None:
             if not len(table) or reactor.seconds() >= deadline:
                 if len(table):
                     self.log.warn(
-                        "{count} connections still open after max_wait_time "
-                        "{seconds}s; aborting them",
+                        "{count} connections still busy after max_wait_time "
+                        "{seconds}s; resetting them",
                         count=len(table),
                         seconds=maxWait,
                     )
                     for connection in table.values():
-                        connection.transport.abortConnection()
+                        connection.closeConnection(reset=True)
                 waited.callback(None)
             else:
                 reactor.callLater(0.01, check)
 
-        deadline = reactor.seconds() + maxWait
         reactor.callLater(0, check)
         return waited
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -197,6 +198,12 @@ def runWorker(
     router = WorkerRouter(serv, workerId, channel, directory)
     channel.handlers.update(router.handlers())
     serv._table.listener = serv._router = router
+    # SIGUSR1/SIGUSR2 sent to a worker ask the master to reload.
+    for signum, onlyTaskWorkers in ((signal.SIGUSR1, False), (signal.SIGUSR2, True)):
+        signal.signal(
+            signum,
+            lambda s, f, only=onlyTaskWorkers: reactor.callFromThread(channel.send, "reload", only),
+        )
     sock = socket.socket(fileno=channelFd)
     reactor.adoptStreamConnection(sock.fileno(), socket.AF_UNIX, ChannelFactory(channel))
     sock.close()

@@ -297,6 +297,8 @@ class ConnectionAPITests(SynchronousTestCase):
         serv.on("close", lambda serv, fd, reactorId: closed.append((fd, reactorId)))
         harness = ServerHarness(serv)
         clients = [harness.connect() for _ in range(3)]
+        for client in clients:
+            client.write(b"x")
         serv.tick(1000, lambda timerId: None)
         self.successResultOf(harness.stop())
         self.assertEqual(closed, [(c.fd, -1) for c in clients])
@@ -495,3 +497,56 @@ class GracefulStopTests(SynchronousTestCase):
         harness.advance(0.2)
         self.successResultOf(stopped)
         self.assertTrue(client.closed)
+
+
+class GracefulCloseTests(SynchronousTestCase):
+    """
+    A graceful stop closes idle connections at once and lets busy ones
+    finish their packet first (a reload must not drop a request).
+    """
+
+    def setUp(self) -> None:
+        serv = Server("127.0.0.1", 9501, reactor=MemoryReactorClock())
+        serv.set(worker_num=1, open_eof_split=True, max_wait_time=3)
+        serv.on("receive", lambda serv, fd, reactorId, data: serv.send(fd, b"re:" + data))
+        self.harness = ServerHarness(serv)
+
+    def test_freshConnectionServedThenClosed(self) -> None:
+        """A connection accepted just before the stop gets its first reply, then closes."""
+        fresh = self.harness.connect()
+        stopped = self.harness.stop()
+        self.assertFalse(fresh.closed)
+        fresh.write(b"first\r\n")
+        self.assertEqual(fresh.read(), b"re:first\r\n")
+        self.assertTrue(fresh.closed)
+        self.harness.advance(0.02)
+        self.successResultOf(stopped)
+
+    def test_partialPacketFinished(self) -> None:
+        """A connection holding half a packet gets to finish it."""
+        client = self.harness.connect()
+        client.write(b"one\r\ntw")
+        client.read()
+        self.harness.stop()
+        self.assertFalse(client.closed)
+        client.write(b"o\r\n")
+        self.assertEqual(client.read(), b"re:two\r\n")
+        self.assertTrue(client.closed)
+
+    def test_idleClosedAtOnce(self) -> None:
+        """A connection that was served and holds nothing closes at once."""
+        client = self.harness.connect()
+        client.write(b"a\r\n")
+        self.harness.stop()
+        self.assertTrue(client.closed)
+
+    def test_silentConnectionResetAtMaxWaitTime(self) -> None:
+        """A connection that never sends is reset after max_wait_time."""
+        client = self.harness.connect()
+        stopped = self.harness.stop()
+        self.harness.advance(2.9)
+        self.assertNoResult(stopped)
+        self.assertFalse(client.closed)
+        self.harness.advance(0.2)
+        self.assertTrue(client.closed)
+        self.successResultOf(stopped)
