@@ -148,11 +148,20 @@ class ServerHarness:
         """
         self.reactor.advance(seconds)
 
-    def stop(self) -> Any:
+    def stop(self, settle: bool = True) -> Any:
         """
-        Stop the server; returns the service's stop Deferred (it needs the
-        clock to move to finish: this advances it as needed).
+        Stop the server gracefully; returns the service's stop Deferred.
+
+        @param settle: move the clock until the stop is done (busy
+            connections get up to C{max_wait_time}); with C{False}, only
+            start the stop, to watch it happen with L{advance}.
         """
         stopped = self.service.stopService()
         self.reactor.advance(0)
+        if settle:
+            limit = self.serv.setting["max_wait_time"] + 1
+            step = 0.01
+            while not stopped.called and limit > 0:
+                self.reactor.advance(step)
+                limit -= step
         return stopped

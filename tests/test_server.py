@@ -475,7 +475,7 @@ class GracefulStopTests(SynchronousTestCase):
         harness = ServerHarness(serv)
         client = harness.connect()
         client.write(b"x")
-        stopped = harness.stop()
+        stopped = harness.stop(settle=False)
         self.assertNoResult(stopped)
         self.assertFalse(client.closed)
         gate.callback(None)
@@ -491,7 +491,7 @@ class GracefulStopTests(SynchronousTestCase):
         harness = ServerHarness(serv)
         client = harness.connect()
         client.write(b"x")
-        stopped = harness.stop()
+        stopped = harness.stop(settle=False)
         harness.advance(1.9)
         self.assertNoResult(stopped)
         harness.advance(0.2)
@@ -514,7 +514,7 @@ class GracefulCloseTests(SynchronousTestCase):
     def test_freshConnectionServedThenClosed(self) -> None:
         """A connection accepted just before the stop gets its first reply, then closes."""
         fresh = self.harness.connect()
-        stopped = self.harness.stop()
+        stopped = self.harness.stop(settle=False)
         self.assertFalse(fresh.closed)
         fresh.write(b"first\r\n")
         self.assertEqual(fresh.read(), b"re:first\r\n")
@@ -527,7 +527,7 @@ class GracefulCloseTests(SynchronousTestCase):
         client = self.harness.connect()
         client.write(b"one\r\ntw")
         client.read()
-        self.harness.stop()
+        self.harness.stop(settle=False)
         self.assertFalse(client.closed)
         client.write(b"o\r\n")
         self.assertEqual(client.read(), b"re:two\r\n")
@@ -537,13 +537,13 @@ class GracefulCloseTests(SynchronousTestCase):
         """A connection that was served and holds nothing closes at once."""
         client = self.harness.connect()
         client.write(b"a\r\n")
-        self.harness.stop()
+        self.harness.stop(settle=False)
         self.assertTrue(client.closed)
 
     def test_silentConnectionResetAtMaxWaitTime(self) -> None:
         """A connection that never sends is reset after max_wait_time."""
         client = self.harness.connect()
-        stopped = self.harness.stop()
+        stopped = self.harness.stop(settle=False)
         self.harness.advance(2.9)
         self.assertNoResult(stopped)
         self.assertFalse(client.closed)
