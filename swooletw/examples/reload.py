@@ -27,57 +27,53 @@ from swooletw.server import Server
 DEFAULT_MODULE = "greeting"
 
 
-class NoReloadServer:
+class _TestServer:
+    """
+    What both tutorial classes share: a two-worker server answering with
+    C{Test().run(data)}.
+    """
+
+    _test: Any = None
+
+    def __init__(self, host: str, port: int) -> None:
+        self._serv = Server(host, port)
+        self._serv.set({"worker_num": 2})
+        self._serv.on("Receive", self.onReceive)
+
+    def onReceive(self, serv: Server, fd: int, fromId: int, data: bytes) -> None:
+        """Answer with the module's C{Test().run(data)}."""
+        serv.send(fd, self._test.run(data))
+
+    @property
+    def server(self) -> Server:
+        """The configured server."""
+        return self._serv
+
+    def start(self) -> bool:
+        """Run until stopped."""
+        return self._serv.start()
+
+
+class NoReloadServer(_TestServer):
     """
     C{NoReload.php}: the module is imported when the server is built.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 9501, module: str = DEFAULT_MODULE) -> None:
         self._test = importlib.import_module(module).Test()
-        self._serv = Server(host, port)
-        self._serv.set({"worker_num": 2})
-        self._serv.on("Receive", self.onReceive)
-
-    def onReceive(self, serv: Server, fd: int, fromId: int, data: bytes) -> None:
-        """Answer with the module's C{Test().run(data)}."""
-        serv.send(fd, self._test.run(data))
-
-    @property
-    def server(self) -> Server:
-        """The configured server."""
-        return self._serv
-
-    def start(self) -> bool:
-        """Run until stopped."""
-        return self._serv.start()
+        super().__init__(host, port)
 
 
-class ReloadServer:
+class ReloadServer(_TestServer):
     """
     C{Reload.php}: the module is imported in C{workerStart}, in each worker.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 9501, module: str = DEFAULT_MODULE) -> None:
+        super().__init__(host, port)
         self._module = module
-        self._test: Any = None
-        self._serv = Server(host, port)
-        self._serv.set({"worker_num": 2})
-        self._serv.on("Receive", self.onReceive)
         self._serv.on("WorkerStart", self.onWorkerStart)
 
     def onWorkerStart(self, serv: Server, workerId: int) -> None:
         """C{require_once("Test.php"); $this->_test = new Test;}"""
         self._test = importlib.import_module(self._module).Test()
-
-    def onReceive(self, serv: Server, fd: int, fromId: int, data: bytes) -> None:
-        """Answer with the module's C{Test().run(data)}."""
-        serv.send(fd, self._test.run(data))
-
-    @property
-    def server(self) -> Server:
-        """The configured server."""
-        return self._serv
-
-    def start(self) -> bool:
-        """Run until stopped."""
-        return self._serv.start()
