@@ -1,0 +1,48 @@
+"""swooletw echo server: the receive callback sends the packet straight back.
+
+--framing eof:    open_eof_split with package_eof "\\r\\n"
+--framing length: open_length_check, package_length_type "N" (4-byte
+                  big-endian body length), body offset 4
+--workers N:      worker_num (default 1)
+
+Needs swooletw importable (PYTHONPATH=<repo root> or installed).
+Server.start() blocks and runs the default reactor (epoll on Linux).
+"""
+import argparse
+import sys
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--framing", choices=("eof", "length"), default="eof")
+    ap.add_argument("--workers", type=int, default=1)
+    args = ap.parse_args()
+
+    import swooletw
+
+    serv = swooletw.Server("127.0.0.1", args.port)
+    if args.framing == "eof":
+        serv.set({
+            "worker_num": args.workers,
+            "open_eof_split": True,
+            "package_eof": "\r\n",
+            "package_max_length": 1 << 20,
+        })
+    else:
+        serv.set({
+            "worker_num": args.workers,
+            "open_length_check": True,
+            "package_length_type": "N",
+            "package_length_offset": 0,
+            "package_body_offset": 4,
+            "package_max_length": 1 << 20,
+        })
+    serv.on("receive", lambda s, fd, reactor_id, data: s.send(fd, data))
+    print("ready", flush=True)
+    serv.start()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
