@@ -43,7 +43,7 @@ from swooletw.constants import UDP_TYPES as _UDP
 from swooletw.events import invoke
 from swooletw.router import MasterRouter
 from swooletw.service import ListenError, ServerService
-from swooletw.worker import ListeningSocket, runWorker
+from swooletw.worker import ListeningSocket, runWorker, stopReactor
 
 if TYPE_CHECKING:  # pragma: no cover
     from swooletw.server import Server
@@ -257,7 +257,7 @@ class MasterService(Service):
                 "ping": lambda stats, slot=slot: self._pinged(slot, stats),
                 "recycling": lambda slot=slot: self._plan(slot, "max_request"),
                 "reload": lambda onlyTaskWorkers: self.reload(onlyTaskWorkers),
-                "shutdown": lambda: self.serv.reactor.stop(),
+                "shutdown": lambda: stopReactor(self.serv.reactor),
             },
             lambda reason, slot=slot, pid=pid: self._channelLost(slot, pid),
         )
@@ -405,6 +405,18 @@ class MasterService(Service):
         if slot.pid:
             slot.planned = "reload"
             self._askToStop(slot)
+            # A worker that hangs while stopping is killed (and replaced).
+            self.serv.reactor.callLater(
+                self.serv.setting["max_wait_time"] + 2, self._killIfStill, slot, slot.pid
+            )
+
+    def _killIfStill(self, slot: WorkerSlot, pid: int) -> None:
+        if slot.pid == pid:
+            self.log.warn(
+                "worker {id} (pid {pid}) did not stop within max_wait_time: killing it",
+                id=slot.workerId, pid=pid,
+            )
+            self._signal(pid, signal.SIGKILL)
 
     def _retireNext(self) -> None:
         if not self._reloadQueue or self._stopping:

@@ -124,7 +124,7 @@ class WorkerService(ServerService):
                 # The master restarts it, with back-off if it keeps failing.
                 self.log.failure("workerStart failed in worker {id}", id=self.serv.worker_id)
                 self.exitCode = 4
-                self.serv.reactor.stop()
+                stopReactor(self.serv.reactor)
                 return
         self.channel.send("ready", os.getpid())
         self._every(self.serv.setting["worker_ping_interval"], self._ping)
@@ -166,7 +166,20 @@ class WorkerService(ServerService):
                 count=handled,
             )
             self.channel.send("recycling")
-            self.serv.reactor.stop()
+            stopReactor(self.serv.reactor)
+
+
+def stopReactor(reactor: Any) -> None:
+    """
+    Stop the reactor unless it is already stopping (a second C{stop}
+    message or signal is not an error).
+    """
+    from twisted.internet.error import ReactorNotRunning
+
+    try:
+        reactor.stop()
+    except ReactorNotRunning:
+        pass
 
 
 def runWorker(
@@ -189,10 +202,9 @@ def runWorker(
     process.setProcessTitle(f"swooletw: worker {workerId}")
 
     def lost(reason: Any) -> None:
-        if reactor.running:
-            reactor.stop()
+        stopReactor(reactor)
 
-    channel = Channel({"stop": reactor.stop}, lost)
+    channel = Channel({"stop": lambda: stopReactor(reactor)}, lost)
     serv._table = ConnectionTable(*blockRange(block))
     serv._connection = serv._table.get
     router = WorkerRouter(serv, workerId, channel, directory)
