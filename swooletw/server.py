@@ -14,6 +14,7 @@ same server as a Twisted service for C{twistd} and C{.tac} files.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Callable, Iterator, Mapping
 
 from twisted.logger import Logger
@@ -207,10 +208,32 @@ class Server:
         self._inflight: set[Any] = set()
         self.connections = _Connections(self)
         self.master_pid = self.manager_pid = self.worker_pid = os.getpid()
-        self.worker_id = 0
-        self.taskworker = False
+        #: per-thread identity: a task thread is a task worker
+        self._local = threading.local()
+        self._workerId = 0
+        #: the task workers of this process (a ThreadTaskPool), once started
+        self._tasks: Any = None
 
     # ------------------------------------------------------------ set-up
+
+    @property
+    def worker_id(self) -> int:
+        """
+        This process's worker id (-1 in the master); in a task thread, that
+        task worker's id.
+        """
+        return getattr(self._local, "taskWorkerId", None) or self._workerId
+
+    @worker_id.setter
+    def worker_id(self, value: int) -> None:
+        self._workerId = value
+
+    @property
+    def taskworker(self) -> bool:
+        """
+        Whether the calling code runs in a task worker.
+        """
+        return getattr(self._local, "taskWorkerId", None) is not None
 
     @property
     def port(self) -> int:
@@ -490,7 +513,81 @@ class Server:
             worker_request_count=result["request_count"],
             abort_count=result["packet_error_count"],
         )
+        if self._tasks is not None:
+            result.update(self._tasks.stats())
+        result["task_worker_num"] = self.setting["task_worker_num"]
         return result
+
+    # ------------------------------------------------------------- tasks
+
+    def task(self, data: Any, dst_worker_id: int = -1, callback: Callable[..., Any] | None = None) -> int | bool:
+        """
+        Hand C{data} to a task worker; returns the task id at once, or
+        C{False} when the queue is full.  The result reaches C{callback(serv,
+        task_id, result)} or the C{finish} event.
+
+        @raise NoTaskWorkers: without C{task_worker_num}.
+        @raise TypeError: for data that is not JSON-like or bytes.
+        """
+        return self._taskPool().submit(data, callback)
+
+    def taskwait(self, data: Any, timeout: float = 0.5, dst_worker_id: int = -1) -> Any:
+        """
+        Run a task and get a Deferred with its result; it fails with
+        L{TaskTimeout} after C{timeout} seconds, or with the task's error.
+        """
+        return self._taskPool().wait(data, timeout)
+
+    def taskWaitMulti(self, tasks: list[Any], timeout: float = 0.5) -> Any:
+        """
+        Run several tasks; a Deferred with C{{index: result}} for those done
+        within C{timeout}.
+        """
+        return self._taskPool().waitMulti(list(tasks), timeout)
+
+    def finish(self, data: Any) -> bool:
+        """
+        From a task handler: its result, for the asker's C{finish}.
+
+        @return: C{False} (logged) outside a task.
+        """
+        finish = getattr(self._local, "finish", None) or self._asyncFinish
+        if finish is None:
+            self.log.error("finish() called outside a task handler: ignored")
+            return False
+        finish.called = True
+        finish.value = data
+        return True
+
+    _asyncFinish: Any = None
+
+    def _currentFinish(self, finish: Any) -> None:
+        self._asyncFinish = finish
+
+    def _taskPool(self) -> Any:
+        if self._tasks is None:
+            from swooletw.tasks import NoTaskWorkers
+
+            raise NoTaskWorkers(
+                "task() needs task workers: set task_worker_num and a 'task' callback"
+                if not self.setting["task_worker_num"]
+                else "task() is only available in a worker of a started server"
+            )
+        return self._tasks
+
+    def _taskHandler(self) -> Callable[..., Any]:
+        handler = self.getCallback("task")
+        if handler is None:
+            raise RuntimeError("no 'task' callback registered")
+        return handler
+
+    def _fireInTaskThread(self, event: str, *args: Any) -> None:
+        callback = self.getCallback(event)
+        if callback is not None:
+            try:
+                callback(self, *args)
+            except Exception:
+                self.log.failure("{event} failed in a task worker", event=event)
 
     # ------------------------------------------------------------ timers
 

@@ -157,6 +157,7 @@ class ServerService(Service):
             self._bindAll()
         super().startService()
         self.serv._stats.start_time = int(self.serv.reactor.seconds())
+        self.startTasks()
         for factory in self._factories:
             interval, idle = _settings.heartbeatTimes(factory.settings)
             if interval:
@@ -178,10 +179,42 @@ class ServerService(Service):
         deadline = self.serv.reactor.seconds() + self.serv.setting["max_wait_time"]
         closed = self._drainInflight(deadline)
         closed.addCallback(lambda _: self._closeConnections(deadline))
+        closed.addCallback(lambda _: self._stopTasks(deadline))
         done = defer.gatherResults([stopped, closed], consumeErrors=True)
         done.addErrback(lambda f: self.log.failure("error while stopping", f))
         done.addBoth(lambda _: self._finish())
         return done
+
+    #: the task workers' thread pool; L{None} for a dedicated ThreadPool
+    #: (tests put a synchronous stand-in here)
+    taskThreadPool: Any = None
+
+    def startTasks(self) -> None:
+        """
+        Start this process's task workers, if C{task_worker_num} asks.
+        """
+        serv = self.serv
+        if not serv.setting["task_worker_num"] or serv._tasks is not None:
+            return
+        if serv.getCallback("task") is None:
+            raise _settings.SettingError(
+                "setting 'task_worker_num' needs a 'task' callback: serv.on('task', f)"
+            )
+        from swooletw.tasks import ThreadTaskPool
+
+        serv._tasks = ThreadTaskPool(serv, serv.reactor, self.taskThreadPool)
+        serv._tasks.start()
+
+    def _stopTasks(self, deadline: float) -> defer.Deferred[None]:
+        tasks = self.serv._tasks
+        if tasks is None:
+            return defer.succeed(None)
+
+        def stop(_: Any) -> None:
+            tasks.stop()
+            self.serv._tasks = None
+
+        return tasks.drained(deadline).addCallback(stop)
 
     def fireStartEvents(self) -> None:
         """

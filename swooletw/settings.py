@@ -144,6 +144,17 @@ def _lengthType(name: str, value: Any) -> str:
     return value
 
 
+def _choice(*choices: str) -> Callable[[str, Any], str]:
+    def check(name: str, value: Any) -> str:
+        if value not in choices:
+            raise SettingError(
+                f"setting {name!r} must be one of {', '.join(map(repr, choices))}, got {value!r}"
+            )
+        return value
+
+    return check
+
+
 def _callableOrNone(name: str, value: Any) -> Any:
     if value is not None and not callable(value):
         raise SettingError(
@@ -186,7 +197,10 @@ def _accepted(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     return check
 
 
-_TASKS = "task workers are not available in this version"
+_TASK_PROCESSES = (
+    "task worker processes are not available in this version; "
+    "use the default 'thread' kind"
+)
 
 
 @dataclass(frozen=True)
@@ -204,7 +218,9 @@ _SPECS: dict[str, _Spec] = {
     "max_request_grace": _Spec(_intOrNone, None),
     "worker_timeout": _Spec(_seconds, 30.0),
     "worker_ping_interval": _Spec(_positiveSeconds, 1.0),
-    "task_worker_num": _Spec(_onlyDefault(_TASKS, _int(0), 0), 0),
+    "task_worker_num": _Spec(_int(0), 0),
+    "task_worker_mode": _Spec(_onlyDefault(_TASK_PROCESSES, _choice("thread", "process"), "thread"), "thread"),
+    "task_queue_max": _Spec(_int(1), 65536),
     "task_max_request": _Spec(_int(0), 0),
     "daemonize": _Spec(_bool, False),
     "log_file": _Spec(_pathOrNone, None),

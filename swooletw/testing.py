@@ -23,7 +23,46 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
-__all__ = ["ServerHarness", "FakeClient", "ClosingStringTransport"]
+__all__ = [
+    "ServerHarness",
+    "FakeClient",
+    "ClosingStringTransport",
+    "HarnessReactor",
+    "SynchronousThreadPool",
+]
+
+
+class HarnessReactor(MemoryReactorClock):
+    """
+    A L{MemoryReactorClock} whose C{callFromThread} runs the call at once
+    (with L{SynchronousThreadPool}, the "thread" is the caller).
+    """
+
+    def callFromThread(self, f: Any, *args: Any, **kwargs: Any) -> None:
+        f(*args, **kwargs)
+
+
+class SynchronousThreadPool:
+    """
+    A thread pool stand-in running each call at once in the calling thread,
+    for the task workers under test.
+    """
+
+    started = False
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self) -> None:
+        self.started = False
+
+    def callInThreadWithCallback(self, onResult: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            result = f(*args, **kwargs)
+        except BaseException:
+            onResult(False, Failure())
+        else:
+            onResult(True, result)
 
 
 class ClosingStringTransport(StringTransport):
@@ -97,7 +136,7 @@ class ServerHarness:
 
     def __init__(self, serv: Any, reactor: MemoryReactorClock | None = None) -> None:
         if reactor is None:
-            reactor = serv._reactor if isinstance(serv._reactor, MemoryReactorClock) else MemoryReactorClock()
+            reactor = serv._reactor if isinstance(serv._reactor, MemoryReactorClock) else HarnessReactor()
         if serv._reactor is None:
             serv._reactor = reactor
         self.reactor = reactor
@@ -107,6 +146,7 @@ class ServerHarness:
         from swooletw.service import ServerService
 
         serv._service = self.service = ServerService(serv)
+        self.service.taskThreadPool = SynchronousThreadPool()
         self._peerPorts = itertools.count(40000)
         self.service.privilegedStartService()
         self.service.startService()

@@ -286,13 +286,16 @@ class RefusalTests(SynchronousTestCase):
             self.assertIn(repr(name), message)
             self.assertIn("belongs to the server", message)
 
-    def test_taskWorkerNum(self) -> None:
+    def test_taskWorkerProcesses(self) -> None:
         """
-        C{task_worker_num} 1 is refused: no task workers.
+        The C{process} kind of task workers is refused (threads only, for
+        now); an unknown kind is refused too.
         """
-        message = self.refused({"task_worker_num": 1})
-        self.assertIn("'task_worker_num'", message)
-        self.assertIn("task workers are not available", message)
+        message = self.refused({"task_worker_mode": "process"})
+        self.assertIn("'task_worker_mode'", message)
+        self.assertIn("thread", message)
+        message = self.refused({"task_worker_mode": "fork"})
+        self.assertIn("'thread', 'process'", message)
 
     def test_dispatchMode(self) -> None:
         """

@@ -1,0 +1,314 @@
+# -*- test-case-name: tests.test_tasks -*-
+"""
+Swoole's task workers, the thread kind: C{task()}, C{finish()},
+C{taskwait()}, C{taskWaitMulti()}.
+
+Each worker process (or the single process) has a dedicated L{ThreadPool}
+of C{task_worker_num} threads (not the reactor's shared pool, which also
+resolves host names).  A plain C{task} handler runs in one of those threads
+through C{deferToThreadPool}, so blocking work (a mail library, a slow API)
+never blocks the reactor; an C{async def} handler runs on the reactor.
+
+ - C{task()} returns a task id at once, or C{False} when the queue already
+   holds C{task_queue_max} tasks (logged and counted: never queued
+   forever).  Data must be JSON-like (dict, list, str, int, float, bool,
+   None) or bytes; anything else is refused at C{task()} with C{TypeError}.
+ - The handler's return value, or what it passed to C{serv.finish()},
+   reaches the C{callback} given to C{task()} or else the C{finish} event,
+   in the worker that asked.  A handler that raises is logged with its task
+   id and reaches the asker as a L{Failure}, and the pool goes on.
+ - Inside a task thread, C{serv.worker_id} is the task worker id
+   (C{worker_num} .. C{worker_num + task_worker_num - 1}) and
+   C{serv.taskworker} is true; C{workerStart} fires in each task thread
+   before its first task.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import TYPE_CHECKING, Any, Callable
+
+from twisted.internet import defer
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from swooletw.events import invoke
+
+if TYPE_CHECKING:  # pragma: no cover
+    from swooletw.server import Server
+
+__all__ = [
+    "TaskError",
+    "NoTaskWorkers",
+    "TaskTimeout",
+    "checkTaskData",
+    "ThreadTaskPool",
+]
+
+
+class TaskError(Exception):
+    """
+    Base of the task errors.
+    """
+
+
+class NoTaskWorkers(TaskError):
+    """
+    C{task()} on a server without C{task_worker_num}.
+    """
+
+
+class TaskTimeout(TaskError):
+    """
+    C{taskwait()} gave up waiting; the task itself goes on.
+    """
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def checkTaskData(data: Any, path: str = "data") -> None:
+    """
+    Refuse what cannot travel as a task: anything but JSON-like values and
+    bytes.
+
+    @raise TypeError: naming where in C{data} the bad value is.
+    """
+    if isinstance(data, (bytes, *_SCALARS)):
+        return
+    if isinstance(data, (list, tuple)):
+        for index, item in enumerate(data):
+            checkTaskData(item, f"{path}[{index}]")
+        return
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if not isinstance(key, str):
+                raise TypeError(f"task {path} has a key that is not a str: {key!r}")
+            checkTaskData(value, f"{path}[{key!r}]")
+        return
+    raise TypeError(
+        f"task {path} is a {type(data).__name__}; tasks take JSON-like values or bytes"
+    )
+
+
+class _Finish:
+    """
+    What a running task passed to C{serv.finish()}.
+    """
+
+    called = False
+    value: Any = None
+
+
+class ThreadTaskPool:
+    """
+    The task workers of one process, as threads.
+
+    @ivar threadpool: the dedicated L{ThreadPool} (or a stand-in with
+        C{callInThreadWithCallback}, C{start} and C{stop}, for tests).
+    """
+
+    log = Logger()
+
+    def __init__(self, serv: Server, reactor: Any, threadpool: Any = None) -> None:
+        setting = serv.setting
+        self.serv = serv
+        self.reactor = reactor
+        self.size = setting["task_worker_num"]
+        self.queueMax = setting["task_queue_max"]
+        self.threadpool = threadpool or ThreadPool(self.size, self.size, name="swooletw-task")
+        self._ids = itertools.count(1)
+        self._taskWorkerIds = itertools.count(setting["worker_num"])
+        self._idsLock = threading.Lock()
+        self.pending = 0
+        self.running = 0
+        self.done = 0
+        self.failed = 0
+        self.refused = 0
+
+    def start(self) -> None:
+        """
+        Start the threads.
+        """
+        self.threadpool.start()
+
+    def stop(self) -> None:
+        """
+        Stop the threads (after L{drained}: this joins them).
+        """
+        self.threadpool.stop()
+
+    def drained(self, deadline: float) -> defer.Deferred[None]:
+        """
+        Fires when no task is queued or running, or at C{deadline}.
+        """
+        waited: defer.Deferred[None] = defer.Deferred()
+
+        def check() -> None:
+            if not self.pending or self.reactor.seconds() >= deadline:
+                if self.pending:
+                    self.log.warn("{count} tasks still running after max_wait_time", count=self.pending)
+                waited.callback(None)
+            else:
+                self.reactor.callLater(0.01, check)
+
+        check()
+        return waited
+
+    def stats(self) -> dict[str, int]:
+        """
+        Swoole's task counters.
+        """
+        return {
+            "tasking_num": self.running,
+            "task_queue_num": self.pending - self.running,
+            "task_idle_worker_num": self.size - self.running,
+            "task_done_count": self.done,
+            "task_failed_count": self.failed,
+            "task_refused_count": self.refused,
+        }
+
+    # ------------------------------------------------------------ submit
+
+    def submit(
+        self, data: Any, callback: Callable[..., Any] | None = None, always: bool = False
+    ) -> int | bool:
+        """
+        Queue a task.
+
+        @param callback: gets C{(serv, task_id, result)} instead of the
+            C{finish} event.
+        @param always: deliver even a C{None} result (Swoole fires
+            C{finish} only for a return value or C{finish()}).
+        @return: its id, or C{False} if the queue is full.
+        @raise TypeError: for data a task cannot take.
+        """
+        checkTaskData(data)
+        if self.pending >= self.queueMax:
+            self.refused += 1
+            self.log.warn(
+                "task refused: {count} tasks queued (task_queue_max)", count=self.pending
+            )
+            return False
+        taskId = next(self._ids)
+        self.pending += 1
+        self.run(taskId, data).addBoth(self._completed, taskId, callback, always)
+        return taskId
+
+    def run(self, taskId: int, data: Any) -> defer.Deferred[Any]:
+        """
+        Run the C{task} handler for one task: on the reactor for an
+        C{async def}, else in a task thread.  Fires with the task's result.
+        """
+        handler = self.serv._taskHandler()
+        src = self.serv.worker_id
+        if _isAsync(handler):
+            self.running += 1
+            return defer.ensureDeferred(self._runAsync(handler, taskId, src, data))
+        return deferToThreadPool(self.reactor, self.threadpool, self._runInThread, handler, taskId, src, data)
+
+    async def _runAsync(self, handler: Any, taskId: int, src: int, data: Any) -> Any:
+        finish = _Finish()
+        self.serv._currentFinish(finish)
+        try:
+            result = await handler(self.serv, taskId, src, data)
+        finally:
+            self.serv._currentFinish(None)
+        return finish.value if finish.called else result
+
+    def _runInThread(self, handler: Any, taskId: int, src: int, data: Any) -> Any:
+        self.reactor.callFromThread(self._started)
+        local = self.serv._local
+        first = getattr(local, "threadTaskWorkerId", None) is None
+        if first:
+            with self._idsLock:
+                local.threadTaskWorkerId = next(self._taskWorkerIds)
+        # The task worker identity holds while task code runs (a stand-in
+        # pool may run it in the reactor's own thread).
+        local.taskWorkerId = local.threadTaskWorkerId
+        finish = _Finish()
+        local.finish = finish
+        try:
+            if first:
+                self.serv._fireInTaskThread("workerStart", local.taskWorkerId)
+            result = handler(self.serv, taskId, src, data)
+        finally:
+            local.finish = None
+            local.taskWorkerId = None
+        return finish.value if finish.called else result
+
+    def _started(self) -> None:
+        self.running += 1
+
+    def _completed(
+        self, result: Any, taskId: int, callback: Callable[..., Any] | None, always: bool
+    ) -> None:
+        self.pending -= 1
+        self.running = max(0, self.running - 1)
+        if isinstance(result, Failure):
+            self.failed += 1
+            self.log.failure("task {task_id} failed", result, task_id=taskId)
+        else:
+            self.done += 1
+            if result is None and not always:
+                return  # Swoole: no finish without a return value or finish()
+        target = callback if callback is not None else self.serv.getCallback("finish")
+        if target is not None:
+            invoke(target, (self.serv, taskId, result), "finish", task_id=taskId)
+
+    # ------------------------------------------------------------- waits
+
+    def wait(self, data: Any, timeout: float) -> defer.Deferred[Any]:
+        """
+        C{taskwait}: a Deferred with the task's result, failing with
+        L{TaskTimeout} after C{timeout} seconds (the task goes on), or with
+        the task's own failure.
+        """
+        waited: defer.Deferred[Any] = defer.Deferred()
+
+        def done(serv: Any, taskId: int, result: Any) -> None:
+            if not waited.called:
+                if isinstance(result, Failure):
+                    waited.errback(result)
+                else:
+                    waited.callback(result)
+
+        taskId = self.submit(data, done, always=True)
+        if taskId is False:
+            return defer.fail(TaskError("task queue full (task_queue_max)"))
+
+        def expire() -> None:
+            if not waited.called:
+                waited.errback(TaskTimeout(f"task {taskId} not finished after {timeout}s"))
+
+        call = self.reactor.callLater(timeout, expire)
+        waited.addBoth(lambda value: (call.cancel() if call.active() else None, value)[1])
+        return waited
+
+    def waitMulti(self, tasks: list[Any], timeout: float) -> defer.Deferred[dict[int, Any]]:
+        """
+        C{taskWaitMulti}: run several tasks; a Deferred with C{{index:
+        result}} for those finished within C{timeout} (a failed task's
+        result is its L{Failure}), as Swoole returns only the finished ones.
+        """
+        results: dict[int, Any] = {}
+
+        def collect(index: int, d: defer.Deferred[Any]) -> defer.Deferred[None]:
+            def keep(value: Any) -> None:
+                if not (isinstance(value, Failure) and value.check(TaskTimeout)):
+                    results[index] = value
+
+            return d.addBoth(keep)
+
+        waits = [collect(i, self.wait(data, timeout)) for i, data in enumerate(tasks)]
+        return defer.gatherResults(waits).addCallback(lambda _: results)
+
+
+def _isAsync(handler: Any) -> bool:
+    import inspect
+
+    target = getattr(handler, "__wrapped__", handler)
+    return inspect.iscoroutinefunction(target)
