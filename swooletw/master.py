@@ -181,6 +181,9 @@ class MasterService(Service):
         serv._stats.start_time = int(serv.reactor.seconds())
         process.setProcessTitle("swooletw: master")
         self._installSignals()
+        released = self._releaseTasks()
+        if released:
+            self.log.info("{count} tasks from a previous run will run again", count=released)
         self._fire("start")
         self._fire("managerStart")
         for workerId in range(serv.setting["worker_num"]):
@@ -214,6 +217,23 @@ class MasterService(Service):
         done.addCallback(lambda _: self._closeSockets())
         done.addBoth(lambda _: self._finish())
         return done
+
+    def _releaseTasks(self, owner: int | None = None) -> int:
+        """
+        Hand back the journalled tasks of a dead worker (all of them at
+        start: every one is from a run that died); the next worker to start
+        claims them.  The master opens the journal only for this, so no
+        SQLite connection is ever inherited by a forked worker.
+        """
+        if not (self.serv.setting["task_store"] and self.serv.setting["task_worker_num"]):
+            return 0
+        from swooletw.taskstore import TaskStore, parseStore
+
+        store = TaskStore(parseStore(self.serv.setting["task_store"]))
+        try:
+            return store.release(owner)
+        finally:
+            store.close()
 
     def _finish(self) -> None:
         self.serv.timers.clearAll()
@@ -319,6 +339,12 @@ class MasterService(Service):
         if slot.pid != pid:
             return
         slot.pid = 0
+        released = self._releaseTasks(pid)
+        if released:
+            self.log.warn(
+                "worker {id} (pid {pid}) left {count} tasks; they will run again",
+                id=slot.workerId, pid=pid, count=released,
+            )
         if self._stopping:
             self.log.info("worker {id} (pid {pid}) stopped", id=slot.workerId, pid=pid)
             self._checkAllExited()

@@ -194,7 +194,12 @@ class ServerService(Service):
         Start this process's task workers, if C{task_worker_num} asks.
         """
         serv = self.serv
-        if not serv.setting["task_worker_num"] or serv._tasks is not None:
+        setting = serv.setting
+        if not setting["task_worker_num"]:
+            if setting["task_store"]:
+                raise _settings.SettingError("setting 'task_store' needs task_worker_num > 0")
+            return
+        if serv._tasks is not None:
             return
         if serv.getCallback("task") is None:
             raise _settings.SettingError(
@@ -202,8 +207,24 @@ class ServerService(Service):
             )
         from swooletw.tasks import ThreadTaskPool
 
-        serv._tasks = ThreadTaskPool(serv, serv.reactor, self.taskThreadPool)
+        store = self.openTaskStore()
+        serv._tasks = ThreadTaskPool(serv, serv.reactor, self.taskThreadPool, store)
         serv._tasks.start()
+        serv._tasks.recover()
+
+    def openTaskStore(self) -> Any:
+        """
+        This process's connection to the task journal, if C{task_store} is
+        set.  A single process is the whole server: every task left in the
+        journal belonged to a run that died, so it takes them all.
+        """
+        if not self.serv.setting["task_store"]:
+            return None
+        from swooletw.taskstore import TaskStore, parseStore
+
+        store = TaskStore(parseStore(self.serv.setting["task_store"]))
+        store.release()
+        return store
 
     def _stopTasks(self, deadline: float) -> defer.Deferred[None]:
         tasks = self.serv._tasks

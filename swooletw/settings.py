@@ -155,6 +155,15 @@ def _choice(*choices: str) -> Callable[[str, Any], str]:
     return check
 
 
+def _storeOrNone(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    scheme, sep, path = value.partition(":") if isinstance(value, str) else ("", "", "")
+    if scheme != "sqlite" or not sep or not path:
+        raise SettingError(f"setting {name!r} must be 'sqlite:PATH', got {value!r}")
+    return value
+
+
 def _callableOrNone(name: str, value: Any) -> Any:
     if value is not None and not callable(value):
         raise SettingError(
@@ -221,6 +230,7 @@ _SPECS: dict[str, _Spec] = {
     "task_worker_num": _Spec(_int(0), 0),
     "task_worker_mode": _Spec(_onlyDefault(_TASK_PROCESSES, _choice("thread", "process"), "thread"), "thread"),
     "task_queue_max": _Spec(_int(1), 65536),
+    "task_store": _Spec(_storeOrNone, None),
     "task_max_request": _Spec(_int(0), 0),
     "daemonize": _Spec(_bool, False),
     "log_file": _Spec(_pathOrNone, None),

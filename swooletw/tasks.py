@@ -26,6 +26,7 @@ never blocks the reactor; an C{async def} handler runs on the reactor.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -113,13 +114,15 @@ class ThreadTaskPool:
 
     log = Logger()
 
-    def __init__(self, serv: Server, reactor: Any, threadpool: Any = None) -> None:
+    def __init__(self, serv: Server, reactor: Any, threadpool: Any = None, store: Any = None) -> None:
         setting = serv.setting
         self.serv = serv
         self.reactor = reactor
         self.size = setting["task_worker_num"]
         self.queueMax = setting["task_queue_max"]
         self.threadpool = threadpool or ThreadPool(self.size, self.size, name="swooletw-task")
+        #: the journal (a L{swooletw.taskstore.TaskStore}), or L{None}
+        self.store = store
         self._ids = itertools.count(1)
         self._taskWorkerIds = itertools.count(setting["worker_num"])
         self._idsLock = threading.Lock()
@@ -140,6 +143,22 @@ class ThreadTaskPool:
         Stop the threads (after L{drained}: this joins them).
         """
         self.threadpool.stop()
+        if self.store is not None:
+            self.store.close()
+
+    def recover(self) -> int:
+        """
+        Run again the journalled tasks that a dead process left behind;
+        their results go to the C{finish} event.  How many.
+        """
+        if self.store is None:
+            return 0
+        claimed = self.store.claim(os.getpid())
+        for taskId, src, data in claimed:
+            self.log.info("running task {task_id} again (its process died)", task_id=taskId)
+            self.pending += 1
+            self.run(taskId, data, src).addBoth(self._completed, taskId, None, False)
+        return len(claimed)
 
     def drained(self, deadline: float) -> defer.Deferred[None]:
         """
@@ -193,18 +212,22 @@ class ThreadTaskPool:
                 "task refused: {count} tasks queued (task_queue_max)", count=self.pending
             )
             return False
-        taskId = next(self._ids)
+        if self.store is not None:
+            taskId = self.store.add(data, self.serv.worker_id, os.getpid())
+        else:
+            taskId = next(self._ids)
         self.pending += 1
         self.run(taskId, data).addBoth(self._completed, taskId, callback, always)
         return taskId
 
-    def run(self, taskId: int, data: Any) -> defer.Deferred[Any]:
+    def run(self, taskId: int, data: Any, src: int | None = None) -> defer.Deferred[Any]:
         """
         Run the C{task} handler for one task: on the reactor for an
         C{async def}, else in a task thread.  Fires with the task's result.
         """
         handler = self.serv._taskHandler()
-        src = self.serv.worker_id
+        if src is None:
+            src = self.serv.worker_id
         if _isAsync(handler):
             self.running += 1
             return defer.ensureDeferred(self._runAsync(handler, taskId, src, data))
@@ -248,6 +271,8 @@ class ThreadTaskPool:
     ) -> None:
         self.pending -= 1
         self.running = max(0, self.running - 1)
+        if self.store is not None:
+            self.store.remove(taskId)
         if isinstance(result, Failure):
             self.failed += 1
             self.log.failure("task {task_id} failed", result, task_id=taskId)

@@ -136,6 +136,17 @@ class WorkerService(ServerService):
         Nothing more after C{workerStop} in a worker.
         """
 
+    def openTaskStore(self) -> Any:
+        """
+        A worker's connection to the task journal: the master has released
+        the tasks of dead processes; this worker claims them.
+        """
+        if not self.serv.setting["task_store"]:
+            return None
+        from swooletw.taskstore import TaskStore, parseStore
+
+        return TaskStore(parseStore(self.serv.setting["task_store"]))
+
     def stopService(self) -> Any:
         """
         Stop gracefully, then stop this process's reactor.
