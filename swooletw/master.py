@@ -42,6 +42,7 @@ from swooletw.channel import Channel, ChannelFactory
 from swooletw.constants import UDP_TYPES as _UDP
 from swooletw.events import invoke
 from swooletw.router import MasterRouter
+from swooletw.taskprocs import TaskDispatcher, runTaskWorker
 from swooletw.service import ListenError, ServerService
 from swooletw.worker import ListeningSocket, runWorker, stopReactor
 
@@ -72,8 +73,10 @@ class WorkerSlot:
     One worker id and the process currently serving it.
     """
 
-    def __init__(self, workerId: int) -> None:
+    def __init__(self, workerId: int, task: bool = False) -> None:
         self.workerId = workerId
+        #: a task worker process (else a worker)
+        self.task = task
         self.pid = 0
         self.channel: Channel | None = None
         self.startedAt = 0.0
@@ -106,6 +109,7 @@ class MasterService(Service):
         self._reloadQueue: list[int] = []
         self.router = MasterRouter(serv.reactor)
         serv._router = self.router
+        self.dispatcher = TaskDispatcher(self._sendTo)
 
     # ---------------------------------------------------------- listening
 
@@ -189,6 +193,16 @@ class MasterService(Service):
         for workerId in range(serv.setting["worker_num"]):
             self.slots[workerId] = WorkerSlot(workerId)
             self._fork(self.slots[workerId])
+        if serv.setting["task_worker_num"] and serv.setting["task_worker_mode"] == "process":
+            if serv.getCallback("task") is None:
+                raise _settings.SettingError(
+                    "setting 'task_worker_num' needs a 'task' callback: serv.on('task', f)"
+                )
+            serv._taskDispatcher = self.dispatcher
+            first = serv.setting["worker_num"]
+            for workerId in range(first, first + serv.setting["task_worker_num"]):
+                self.slots[workerId] = WorkerSlot(workerId, task=True)
+                self._fork(self.slots[workerId])
         self._watchdog = LoopingCall(self._checkPings)
         self._watchdog.clock = serv.reactor
         self._watchdog.start(serv.setting["worker_ping_interval"], now=False)
@@ -246,7 +260,7 @@ class MasterService(Service):
         slot.pendingRestart = None
         parentEnd, childEnd = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         masterPid = os.getpid()
-        block = self.router.leaseBlock()
+        block = None if slot.task else self.router.leaseBlock()
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -254,10 +268,15 @@ class MasterService(Service):
             code = 1
             try:
                 parentEnd.close()
-                code = runWorker(
-                    self.serv, slot.workerId, childEnd.detach(), list(self.sockets), masterPid,
-                    block, self.router.directory,
-                )
+                if slot.task:
+                    code = runTaskWorker(
+                        self.serv, slot.workerId, childEnd.detach(), masterPid, self.router.directory
+                    )
+                else:
+                    code = runWorker(
+                        self.serv, slot.workerId, childEnd.detach(), list(self.sockets), masterPid,
+                        block, self.router.directory,
+                    )
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -273,6 +292,7 @@ class MasterService(Service):
         channel = Channel(
             {
                 **self.router.handlersFor(slot.workerId),
+                **self._taskHandlersFor(slot),
                 "ready": lambda pid, slot=slot: self._ready(slot),
                 "ping": lambda stats, slot=slot: self._pinged(slot, stats),
                 "recycling": lambda slot=slot: self._plan(slot, "max_request"),
@@ -287,7 +307,26 @@ class MasterService(Service):
         parentEnd.close()
         self.log.info("worker {id} started (pid {pid})", id=slot.workerId, pid=pid)
 
+    def _taskHandlersFor(self, slot: WorkerSlot) -> dict[str, Callable[..., Any]]:
+        workerId = slot.workerId
+        if slot.task:
+            return {
+                "taskdone": lambda taskId, ok, result: self.dispatcher.done(workerId, taskId, ok, result),
+            }
+        return {
+            "task": lambda taskId, src, data: self.dispatcher.submitted(workerId, taskId, src, data),
+        }
+
+    def _sendTo(self, workerId: int, kind: str, *args: Any) -> bool:
+        slot = self.slots.get(workerId)
+        if slot is None or slot.channel is None:
+            return False
+        slot.channel.send(kind, *args)
+        return True
+
     def _ready(self, slot: WorkerSlot) -> None:
+        if slot.task:
+            self.dispatcher.ready(slot.workerId)
         slot.ready = True
         slot.lastPing = self.serv.reactor.seconds()
         callbacks, slot.onReady = slot.onReady, []
@@ -339,6 +378,8 @@ class MasterService(Service):
         if slot.pid != pid:
             return
         slot.pid = 0
+        if slot.task:
+            self.dispatcher.lost(slot.workerId)
         released = self._releaseTasks(pid)
         if released:
             self.log.warn(
@@ -413,15 +454,16 @@ class MasterService(Service):
         """
         if self._stopping or self._reloadQueue:
             return False
-        if onlyTaskWorkers:
-            self.log.info("reload of task workers asked: there are none")
+        chosen = sorted(i for i, slot in self.slots.items() if slot.task or not onlyTaskWorkers)
+        if not chosen:
+            self.log.info("reload of task workers asked: there are no task worker processes")
             return True
-        self.log.info("reloading {count} workers", count=len(self.slots))
+        self.log.info("reloading {count} processes", count=len(chosen))
         if self.serv.setting["reload_async"]:
-            for slot in self.slots.values():
-                self._retire(slot)
+            for workerId in chosen:
+                self._retire(self.slots[workerId])
         else:
-            self._reloadQueue = sorted(self.slots)
+            self._reloadQueue = chosen
             self._retireNext()
         return True
 

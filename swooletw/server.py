@@ -228,12 +228,14 @@ class Server:
     def worker_id(self, value: int) -> None:
         self._workerId = value
 
+    _taskProcess = False
+
     @property
     def taskworker(self) -> bool:
         """
         Whether the calling code runs in a task worker.
         """
-        return getattr(self._local, "taskWorkerId", None) is not None
+        return self._taskProcess or getattr(self._local, "taskWorkerId", None) is not None
 
     @property
     def port(self) -> int:
@@ -315,7 +317,8 @@ class Server:
         files.  The same service every time.
         """
         if self._service is None:
-            if self.setting["worker_num"] > 1:
+            taskProcesses = self.setting["task_worker_num"] and self.setting["task_worker_mode"] == "process"
+            if self.setting["worker_num"] > 1 or taskProcesses:
                 from swooletw.master import MasterService
 
                 self._service = MasterService(self)
@@ -513,8 +516,9 @@ class Server:
             worker_request_count=result["request_count"],
             abort_count=result["packet_error_count"],
         )
-        if self._tasks is not None:
-            result.update(self._tasks.stats())
+        tasks = self._tasks if self._tasks is not None else self._taskDispatcher
+        if tasks is not None:
+            result.update(tasks.stats())
         result["task_worker_num"] = self.setting["task_worker_num"]
         return result
 
@@ -560,6 +564,8 @@ class Server:
         return True
 
     _asyncFinish: Any = None
+    #: the master's dispatcher of task worker processes
+    _taskDispatcher: Any = None
 
     def _currentFinish(self, finish: Any) -> None:
         self._asyncFinish = finish

@@ -206,11 +206,6 @@ def _accepted(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     return check
 
 
-_TASK_PROCESSES = (
-    "task worker processes are not available in this version; "
-    "use the default 'thread' kind"
-)
-
 
 @dataclass(frozen=True)
 class _Spec:
@@ -228,7 +223,7 @@ _SPECS: dict[str, _Spec] = {
     "worker_timeout": _Spec(_seconds, 30.0),
     "worker_ping_interval": _Spec(_positiveSeconds, 1.0),
     "task_worker_num": _Spec(_int(0), 0),
-    "task_worker_mode": _Spec(_onlyDefault(_TASK_PROCESSES, _choice("thread", "process"), "thread"), "thread"),
+    "task_worker_mode": _Spec(_choice("thread", "process"), "thread"),
     "task_queue_max": _Spec(_int(1), 65536),
     "task_store": _Spec(_storeOrNone, None),
     "task_max_request": _Spec(_int(0), 0),

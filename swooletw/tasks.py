@@ -46,6 +46,7 @@ __all__ = [
     "NoTaskWorkers",
     "TaskTimeout",
     "checkTaskData",
+    "TaskPool",
     "ThreadTaskPool",
 ]
 
@@ -104,28 +105,25 @@ class _Finish:
     value: Any = None
 
 
-class ThreadTaskPool:
+class TaskPool:
     """
-    The task workers of one process, as threads.
+    What both kinds of task workers share, on the asking side: ids, the
+    bounded queue, the journal, results and failures, C{taskwait}.
+    Subclasses say how a task runs (L{run}).
 
-    @ivar threadpool: the dedicated L{ThreadPool} (or a stand-in with
-        C{callInThreadWithCallback}, C{start} and C{stop}, for tests).
+    @ivar store: the journal (a L{swooletw.taskstore.TaskStore}), or L{None}.
     """
 
     log = Logger()
 
-    def __init__(self, serv: Server, reactor: Any, threadpool: Any = None, store: Any = None) -> None:
+    def __init__(self, serv: Server, reactor: Any, store: Any = None) -> None:
         setting = serv.setting
         self.serv = serv
         self.reactor = reactor
         self.size = setting["task_worker_num"]
         self.queueMax = setting["task_queue_max"]
-        self.threadpool = threadpool or ThreadPool(self.size, self.size, name="swooletw-task")
-        #: the journal (a L{swooletw.taskstore.TaskStore}), or L{None}
         self.store = store
         self._ids = itertools.count(1)
-        self._taskWorkerIds = itertools.count(setting["worker_num"])
-        self._idsLock = threading.Lock()
         self.pending = 0
         self.running = 0
         self.done = 0
@@ -134,17 +132,21 @@ class ThreadTaskPool:
 
     def start(self) -> None:
         """
-        Start the threads.
+        Start running tasks.
         """
-        self.threadpool.start()
 
     def stop(self) -> None:
         """
-        Stop the threads (after L{drained}: this joins them).
+        Stop (after L{drained}).
         """
-        self.threadpool.stop()
         if self.store is not None:
             self.store.close()
+
+    def run(self, taskId: int, data: Any, src: int | None = None) -> defer.Deferred[Any]:
+        """
+        Run one task; fires with its result (or fails with its error).
+        """
+        raise NotImplementedError()
 
     def recover(self) -> int:
         """
@@ -220,52 +222,6 @@ class ThreadTaskPool:
         self.run(taskId, data).addBoth(self._completed, taskId, callback, always)
         return taskId
 
-    def run(self, taskId: int, data: Any, src: int | None = None) -> defer.Deferred[Any]:
-        """
-        Run the C{task} handler for one task: on the reactor for an
-        C{async def}, else in a task thread.  Fires with the task's result.
-        """
-        handler = self.serv._taskHandler()
-        if src is None:
-            src = self.serv.worker_id
-        if _isAsync(handler):
-            self.running += 1
-            return defer.ensureDeferred(self._runAsync(handler, taskId, src, data))
-        return deferToThreadPool(self.reactor, self.threadpool, self._runInThread, handler, taskId, src, data)
-
-    async def _runAsync(self, handler: Any, taskId: int, src: int, data: Any) -> Any:
-        finish = _Finish()
-        self.serv._currentFinish(finish)
-        try:
-            result = await handler(self.serv, taskId, src, data)
-        finally:
-            self.serv._currentFinish(None)
-        return finish.value if finish.called else result
-
-    def _runInThread(self, handler: Any, taskId: int, src: int, data: Any) -> Any:
-        self.reactor.callFromThread(self._started)
-        local = self.serv._local
-        first = getattr(local, "threadTaskWorkerId", None) is None
-        if first:
-            with self._idsLock:
-                local.threadTaskWorkerId = next(self._taskWorkerIds)
-        # The task worker identity holds while task code runs (a stand-in
-        # pool may run it in the reactor's own thread).
-        local.taskWorkerId = local.threadTaskWorkerId
-        finish = _Finish()
-        local.finish = finish
-        try:
-            if first:
-                self.serv._fireInTaskThread("workerStart", local.taskWorkerId)
-            result = handler(self.serv, taskId, src, data)
-        finally:
-            local.finish = None
-            local.taskWorkerId = None
-        return finish.value if finish.called else result
-
-    def _started(self) -> None:
-        self.running += 1
-
     def _completed(
         self, result: Any, taskId: int, callback: Callable[..., Any] | None, always: bool
     ) -> None:
@@ -330,6 +286,81 @@ class ThreadTaskPool:
 
         waits = [collect(i, self.wait(data, timeout)) for i, data in enumerate(tasks)]
         return defer.gatherResults(waits).addCallback(lambda _: results)
+
+
+class ThreadTaskPool(TaskPool):
+    """
+    The task workers of one process, as threads.
+
+    @ivar threadpool: the dedicated L{ThreadPool} (or a stand-in with
+        C{callInThreadWithCallback}, C{start} and C{stop}, for tests).
+    """
+
+    def __init__(self, serv: Server, reactor: Any, threadpool: Any = None, store: Any = None) -> None:
+        super().__init__(serv, reactor, store)
+        self.threadpool = threadpool or ThreadPool(self.size, self.size, name="swooletw-task")
+        self._taskWorkerIds = itertools.count(serv.setting["worker_num"])
+        self._idsLock = threading.Lock()
+
+    def start(self) -> None:
+        """
+        Start the threads.
+        """
+        self.threadpool.start()
+
+    def stop(self) -> None:
+        """
+        Stop the threads (after L{drained}: this joins them).
+        """
+        self.threadpool.stop()
+        super().stop()
+
+    def run(self, taskId: int, data: Any, src: int | None = None) -> defer.Deferred[Any]:
+        """
+        Run the C{task} handler for one task: on the reactor for an
+        C{async def}, else in a task thread.  Fires with the task's result.
+        """
+        handler = self.serv._taskHandler()
+        if src is None:
+            src = self.serv.worker_id
+        if _isAsync(handler):
+            self.running += 1
+            return defer.ensureDeferred(self._runAsync(handler, taskId, src, data))
+        return deferToThreadPool(self.reactor, self.threadpool, self._runInThread, handler, taskId, src, data)
+
+    async def _runAsync(self, handler: Any, taskId: int, src: int, data: Any) -> Any:
+        finish = _Finish()
+        self.serv._currentFinish(finish)
+        try:
+            result = await handler(self.serv, taskId, src, data)
+        finally:
+            self.serv._currentFinish(None)
+        return finish.value if finish.called else result
+
+    def _runInThread(self, handler: Any, taskId: int, src: int, data: Any) -> Any:
+        self.reactor.callFromThread(self._started)
+        local = self.serv._local
+        first = getattr(local, "threadTaskWorkerId", None) is None
+        if first:
+            with self._idsLock:
+                local.threadTaskWorkerId = next(self._taskWorkerIds)
+        # The task worker identity holds while task code runs (a stand-in
+        # pool may run it in the reactor's own thread).
+        local.taskWorkerId = local.threadTaskWorkerId
+        finish = _Finish()
+        local.finish = finish
+        try:
+            if first:
+                self.serv._fireInTaskThread("workerStart", local.taskWorkerId)
+            result = handler(self.serv, taskId, src, data)
+        finally:
+            local.finish = None
+            local.taskWorkerId = None
+        return finish.value if finish.called else result
+
+    def _started(self) -> None:
+        self.running += 1
+
 
 
 def _isAsync(handler: Any) -> bool:

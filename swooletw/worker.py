@@ -136,6 +136,22 @@ class WorkerService(ServerService):
         Nothing more after C{workerStop} in a worker.
         """
 
+    def startTasks(self) -> None:
+        """
+        Task worker processes: this worker's tasks go through the master.
+        Task threads: as in one process.
+        """
+        serv = self.serv
+        if serv.setting["task_worker_mode"] != "process" or not serv.setting["task_worker_num"]:
+            super().startTasks()
+            return
+        from swooletw.taskprocs import ProcessTaskPool
+
+        pool = ProcessTaskPool(serv, serv.reactor, self.channel, self.openTaskStore())
+        self.channel.handlers.update(pool.handlers())
+        serv._tasks = pool
+        pool.recover()
+
     def openTaskStore(self) -> Any:
         """
         A worker's connection to the task journal: the master has released

@@ -286,15 +286,14 @@ class RefusalTests(SynchronousTestCase):
             self.assertIn(repr(name), message)
             self.assertIn("belongs to the server", message)
 
-    def test_taskWorkerProcesses(self) -> None:
+    def test_taskWorkerMode(self) -> None:
         """
-        The C{process} kind of task workers is refused (threads only, for
-        now); an unknown kind is refused too.
+        C{task_worker_mode} is C{thread} or C{process}; anything else is
+        refused, listing both.
         """
-        message = self.refused({"task_worker_mode": "process"})
-        self.assertIn("'task_worker_mode'", message)
-        self.assertIn("thread", message)
+        self.assertEqual(settings.normalise({"task_worker_mode": "process"})["task_worker_mode"], "process")
         message = self.refused({"task_worker_mode": "fork"})
+        self.assertIn("'task_worker_mode'", message)
         self.assertIn("'thread', 'process'", message)
 
     def test_dispatchMode(self) -> None:
