@@ -326,7 +326,7 @@ class MasterService(Service):
 
     def _ready(self, slot: WorkerSlot) -> None:
         if slot.task:
-            self.dispatcher.ready(slot.workerId)
+            self.dispatcher.ready(slot.workerId, started=True)
         slot.ready = True
         slot.lastPing = self.serv.reactor.seconds()
         callbacks, slot.onReady = slot.onReady, []
@@ -340,6 +340,8 @@ class MasterService(Service):
 
     def _plan(self, slot: WorkerSlot, reason: str) -> None:
         slot.planned = reason
+        if slot.task:
+            self.dispatcher.retire(slot.workerId)
 
     def _askToStop(self, slot: WorkerSlot) -> None:
         if slot.channel is not None:
@@ -471,7 +473,7 @@ class MasterService(Service):
         if then is not None:
             slot.onReady.append(then)
         if slot.pid:
-            slot.planned = "reload"
+            self._plan(slot, "reload")
             self._askToStop(slot)
             # A worker that hangs while stopping is killed (and replaced).
             self.serv.reactor.callLater(

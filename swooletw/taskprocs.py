@@ -99,6 +99,9 @@ class TaskDispatcher:
         self.queue: deque[tuple[int, int, int, Any]] = deque()
         self.idle: deque[int] = deque()
         self.running: dict[int, tuple[int, int, int, Any]] = {}
+        #: task workers asked to stop: no new task until their successor
+        #: reports ready
+        self.retiring: set[int] = set()
 
     def submitted(self, replyTo: int, taskId: int, src: int, data: Any) -> None:
         """
@@ -108,13 +111,23 @@ class TaskDispatcher:
         self.queue.append((replyTo, taskId, src, data))
         self.dispatch()
 
-    def ready(self, taskWorkerId: int) -> None:
+    def ready(self, taskWorkerId: int, started: bool = False) -> None:
         """
-        A task worker is idle.
+        A task worker is idle (C{started}: a new process for that id).
         """
-        if taskWorkerId not in self.idle:
+        if started:
+            self.retiring.discard(taskWorkerId)
+        if taskWorkerId not in self.idle and taskWorkerId not in self.retiring:
             self.idle.append(taskWorkerId)
         self.dispatch()
+
+    def retire(self, taskWorkerId: int) -> None:
+        """
+        A task worker is being stopped (reload, recycling): give it no more.
+        """
+        self.retiring.add(taskWorkerId)
+        while taskWorkerId in self.idle:
+            self.idle.remove(taskWorkerId)
 
     def done(self, taskWorkerId: int, taskId: int, ok: bool, result: Any) -> None:
         """
@@ -233,9 +246,12 @@ class TaskWorkerService(Service):
             serv._currentFinish(None)
         self.handled += 1
         self._current = None
-        self.channel.send("taskdone", taskId, ok, value)
-        if self.recycleAt and self.handled >= self.recycleAt and not self._stopping:
+        recycle = self.recycleAt and self.handled >= self.recycleAt and not self._stopping
+        if recycle:
+            # Before "taskdone", so the master gives this process no more.
             self.channel.send("recycling")
+        self.channel.send("taskdone", taskId, ok, value)
+        if recycle:
             _stop(serv.reactor)
 
     def stopService(self) -> defer.Deferred[None]:
