@@ -28,6 +28,7 @@ import re
 import shlex
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -61,6 +62,12 @@ class ServerSpec:
     baseline: Optional[str] = None  # name of the ServerSpec this row is compared with
     requires: Optional[Callable[[], Optional[str]]] = None  # -> skip reason or None
     env: dict = field(default_factory=dict)
+    server_cpu: Optional[str] = None  # taskset -c list for this row's server (default --server-cpu)
+    load_cpu: Optional[str] = None    # taskset -c list for this row's loadgen (default --load-cpu)
+    label: Optional[str] = None       # extra text shown in the row (e.g. its pinning)
+    # wait for this many processes in the server's tree before loading it (a swooletw master
+    # with 2 workers: 3). Its port accepts into the backlog before any worker exists.
+    ready_procs: int = 1
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,11 @@ class Scenario:
     quick_loads: Optional[list] = None
     ratio_title: str = "CPU vs baseline"
     notes: str = ""    # Markdown paragraph printed above the table
+    duration: float = 5.0   # default of --duration (without --quick)
+    server_cpu: str = "0"   # default of --server-cpu
+    load_cpu: str = "1"     # default of --load-cpu
+    # render(scenario, rows, args, command, started, elapsed) -> Markdown; default: render()
+    render: Optional[Callable] = None
 
 
 @dataclass
@@ -135,21 +147,39 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> Optio
     return f"server did not accept on port {port} within {timeout:.0f} s"
 
 
+def wait_procs(root: int, count: int, timeout: float = 15.0, title_prefix: str = "") -> Optional[str]:
+    """Wait until root's process tree has `count` processes (whose title starts with
+    `title_prefix`, root itself always counting). Returns an error string or None."""
+    deadline = time.monotonic() + timeout
+    n = 0
+    while time.monotonic() < deadline:
+        tree = process_tree(root)
+        n = sum(1 for pid in tree if pid == root or proc_title(pid).startswith(title_prefix))
+        if n >= count:
+            return None
+        time.sleep(0.05)
+    return f"server tree has {n} of {count} processes after {timeout:.0f} s"
+
+
 def _read_stat(pid: int):
-    """(ppid, utime+stime ticks, starttime, minflt, utime ticks) of pid, or None if gone."""
+    """(ppid, utime+stime ticks, starttime, minflt, utime ticks, cutime+cstime ticks,
+    cutime ticks) of pid, or None if gone. cutime/cstime: CPU of its children that it
+    has reaped (waitpid), so the CPU of a worker that exits is not lost."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
     fields = data[data.rindex(b")") + 2:].split()
-    # fields[0] is field 3 (state); ppid=4, minflt=10, utime=14, stime=15, starttime=22
+    # fields[0] is field 3 (state); ppid=4, minflt=10, utime=14, stime=15, cutime=16,
+    # cstime=17, starttime=22
     return (int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[19]), int(fields[7]),
-            int(fields[11]))
+            int(fields[11]), int(fields[13]) + int(fields[14]), int(fields[13]))
 
 
 def process_tree(root: int) -> dict:
-    """{pid: (cpu_ticks, starttime, minflt, user_ticks)} for root and all its descendants."""
+    """{pid: (cpu_ticks, starttime, minflt, user_ticks, reaped_children_cpu_ticks,
+    reaped_children_user_ticks)} for root and all its descendants."""
     stats = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -166,6 +196,103 @@ def process_tree(root: int) -> dict:
             tree[pid] = stats[pid][1:]
             todo.extend(children.get(pid, ()))
     return tree
+
+
+def proc_title(pid: int) -> str:
+    """/proc/PID/cmdline as one string (setproctitle titles end in NULs); '' if gone/zombie."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return ""
+    return " ".join(p.decode(errors="replace") for p in raw.split(b"\0") if p)
+
+
+def tcp_established(port: int) -> dict:
+    """{socket inode: remote port} of ESTABLISHED IPv4 sockets whose local port is `port`
+    (the server side of connections to 127.0.0.1:port), from /proc/net/tcp."""
+    out = {}
+    try:
+        with open("/proc/net/tcp") as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if len(parts) < 10 or parts[3] != "01":
+                    continue
+                if int(parts[1].rsplit(":", 1)[1], 16) == port:
+                    out[int(parts[9])] = int(parts[2].rsplit(":", 1)[1], 16)
+    except OSError:
+        pass
+    return out
+
+
+_NETLINK_SOCK_DIAG, _SOCK_DIAG_BY_FAMILY, _INET_DIAG_INFO = 4, 20, 2
+
+
+def tcp_bytes(port: int) -> dict:
+    """{socket inode: (bytes_acked, bytes_received)} of the server side of ESTABLISHED IPv4
+    TCP connections to local port `port`, from tcp_info over NETLINK_SOCK_DIAG (inet_diag;
+    no subprocess, ~0.2 ms). bytes_acked > 0: the socket's owner has sent data on it."""
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_SOCK_DIAG)
+    try:
+        # inet_diag_req_v2 {family, protocol, ext, pad, states} + inet_diag_sockid (48 B,
+        # ignored by a dump: we filter on the reply's source port)
+        sockid = (struct.pack("!HH16s16s", port, 0, b"", b"") + struct.pack("=I", 0)
+                  + struct.pack("=II", 0xFFFFFFFF, 0xFFFFFFFF))
+        req = struct.pack("=BBBBI", socket.AF_INET, socket.IPPROTO_TCP,
+                          1 << (_INET_DIAG_INFO - 1), 0, 1 << 1) + sockid  # TCP_ESTABLISHED
+        s.sendto(struct.pack("=IHHII", 16 + len(req), _SOCK_DIAG_BY_FAMILY,
+                             0x1 | 0x300, 1, 0) + req, (0, 0))  # NLM_F_REQUEST | NLM_F_DUMP
+        out = {}
+        while True:
+            data = s.recv(1 << 16)
+            off = 0
+            while off + 16 <= len(data):
+                ln, typ = struct.unpack_from("=IH", data, off)
+                if typ == 3:  # NLMSG_DONE
+                    return out
+                if typ == 2:  # NLMSG_ERROR
+                    raise OSError("inet_diag dump failed")
+                body, end = off + 16, off + ln
+                sport = struct.unpack_from("!H", data, body + 4)[0]
+                inode = struct.unpack_from("=I", data, body + 68)[0]
+                a = body + 72  # rtattrs after inet_diag_msg
+                while a + 4 <= end:
+                    alen, atype = struct.unpack_from("=HH", data, a)
+                    if alen < 4:
+                        break
+                    # struct tcp_info: tcpi_bytes_acked at offset 120, tcpi_bytes_received 128
+                    if atype == _INET_DIAG_INFO and alen - 4 >= 136 and sport == port:
+                        out[inode] = struct.unpack_from("=QQ", data, a + 4 + 120)
+                    a += (alen + 3) & ~3
+                off += (ln + 3) & ~3
+            if not data:
+                return out
+    finally:
+        s.close()
+
+
+def socket_inodes(pid: int) -> set:
+    """Inodes of the sockets open in process pid (empty if it is gone)."""
+    inodes = set()
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return inodes
+    for name in names:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(int(link[8:-1]))
+    return inodes
+
+
+def conns_by_pid(pids, port: int) -> dict:
+    """{pid: number of established connections to 127.0.0.1:port it holds}."""
+    est = tcp_established(port)
+    return {pid: len(socket_inodes(pid) & est.keys()) for pid in pids}
 
 
 def system_busy_ticks() -> int:
@@ -198,7 +325,42 @@ def snapshot(root: int) -> dict:
     tree = process_tree(root)
     return {"cpu": sum(t[0] for t in tree.values()), "minflt": sum(t[2] for t in tree.values()),
             "user": sum(t[3] for t in tree.values()),
-            "busy": system_busy_ticks(), "pids": len(tree)}
+            "busy": system_busy_ticks(), "pids": len(tree), "tree": tree}
+
+
+def tree_delta(a: dict, b: dict) -> dict:
+    """CPU ticks, user ticks and minor faults of a process tree between snapshots a and b.
+
+    Per process: a process alive in both counts b - a; one started after a counts all
+    of b. One that exited after a is counted through its reaper's cutime/cstime (a
+    worker reaped by the master), so a process ending inside the window neither
+    subtracts its earlier CPU nor loses its last part."""
+    cpu = user = flt = 0
+    for pid, tb in b["tree"].items():
+        ta = a["tree"].get(pid)
+        if ta is None or ta[1] != tb[1]:
+            ta = (0, tb[1], 0, 0, 0, 0)
+        cpu += (tb[0] - ta[0]) + (tb[4] - ta[4])
+        user += (tb[3] - ta[3]) + (tb[5] - ta[5])
+        flt += tb[2] - ta[2]
+    return {"cpu": cpu, "user": user, "minflt": flt}
+
+
+def per_process(a: dict, b: dict, secs: float) -> list:
+    """Per server process over the window between snapshots a and b: pid, title,
+    CPU % of one CPU, connections it held at a (a["conns"], counted right after the
+    snapshot: at b loadgen is already closing them). Processes alive at both only (the
+    totals of tree_delta also count the others)."""
+    conns = a.get("conns", {})
+    out = []
+    for pid, tb in sorted(b["tree"].items()):
+        ta = a["tree"].get(pid)
+        if ta is None or ta[1] != tb[1]:
+            continue
+        out.append({"pid": pid, "title": proc_title(pid),
+                    "cpu_pct": round(100.0 * (tb[0] - ta[0]) / CLK_TCK / secs, 1),
+                    "conns": conns.get(pid, 0)})
+    return out
 
 
 def stop_server(proc: subprocess.Popen, grace: float = 3.0) -> None:
@@ -303,16 +465,18 @@ def run_one(row: Row, args, loadgen: str, log_name: str) -> None:
     os.makedirs(LOG_DIR, exist_ok=True)
     log_path = os.path.join(LOG_DIR, log_name)
     with open(log_path, "wb") as log:
-        srv = subprocess.Popen(["taskset", "-c", str(args.server_cpu)] + argv,
+        srv = subprocess.Popen(["taskset", "-c", str(spec.server_cpu or args.server_cpu)] + argv,
                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                env=env, cwd=REPO_ROOT)
     try:
         err = wait_port(port, srv)
+        if not err and spec.ready_procs > 1:
+            err = wait_procs(srv.pid, spec.ready_procs)
         if err:
             row.failed = err + f" (log: {os.path.relpath(log_path, REPO_ROOT)})"
             return
         time.sleep(0.1)  # let the readiness probe's connection close settle
-        lg_cmd = ["taskset", "-c", str(args.load_cpu), loadgen,
+        lg_cmd = ["taskset", "-c", str(spec.load_cpu or args.load_cpu), loadgen,
                   "--host", "127.0.0.1", "--port", str(port),
                   "--conns", str(load.conns), "--inflight", str(load.inflight),
                   "--size", str(load.size), "--framing", spec.framing,
@@ -329,6 +493,8 @@ def run_one(row: Row, args, loadgen: str, log_name: str) -> None:
                 line = raw.decode(errors="replace").strip()
                 if line in ("MEASURE_START", "MEASURE_END"):
                     snaps[line] = snapshot(srv.pid)
+                    if line == "MEASURE_START":  # after the snapshot: not on the window's clock
+                        snaps[line]["conns"] = conns_by_pid(snaps[line]["tree"], port)
                 elif line:
                     other.append(line)
             out = lg.stdout.read().decode(errors="replace")
@@ -354,16 +520,19 @@ def run_one(row: Row, args, loadgen: str, log_name: str) -> None:
             res["server_exited"] = srv.returncode
         a, b = snaps["MEASURE_START"], snaps["MEASURE_END"]
         secs = res["seconds"] or 1e-9
-        res["server_cpu_s"] = (b["cpu"] - a["cpu"]) / CLK_TCK
-        res["server_user_s"] = (b["user"] - a["user"]) / CLK_TCK
+        d = tree_delta(a, b)
+        res["server_cpu_s"] = d["cpu"] / CLK_TCK
+        res["server_user_s"] = d["user"] / CLK_TCK
         res["server_cpu_pct"] = 100.0 * res["server_cpu_s"] / secs
-        res["server_minflt"] = b["minflt"] - a["minflt"]
+        res["server_minflt"] = d["minflt"]
         res["server_procs"] = b["pids"]
+        res["machine_cpu_pct"] = 100.0 * (b["busy"] - a["busy"]) / CLK_TCK / secs
+        res["server_by_process"] = per_process(a, b, secs)
         # CPU used by anything but the server and loadgen during the window
         # (other benchmarks, builds...): % of one CPU. Kernel work not charged
         # to either process (e.g. softirq time) also lands here.
-        other = (b["busy"] - a["busy"]) / CLK_TCK - res["server_cpu_s"] - res["loadgen_cpu_s"]
-        res["other_cpu_pct"] = 100.0 * other / secs
+        busy_other = (b["busy"] - a["busy"]) / CLK_TCK - res["server_cpu_s"] - res["loadgen_cpu_s"]
+        res["other_cpu_pct"] = 100.0 * busy_other / secs
         res["loadgen_stderr"] = other
         row.result = res
     finally:
@@ -478,9 +647,11 @@ def write_section(path: str, key: str, body: str) -> None:
 
 
 # --------------------------------------------------------------------------- CLI
-def parse_args(scenario: Scenario, argv=None):
+def parse_args(scenario: Scenario, argv=None, add_args: Optional[Callable] = None):
+    """The common options; `add_args(parser)` may add a scenario's own."""
     ap = argparse.ArgumentParser(description=f"Run the '{scenario.key}' benchmark scenario.")
-    ap.add_argument("--duration", type=float, default=None, help="measured seconds per row (default 5; quick 1.5)")
+    ap.add_argument("--duration", type=float, default=None,
+                    help=f"measured seconds per row (default {scenario.duration:g}; quick 1.5)")
     ap.add_argument("--warmup", type=float, default=None, help="warmup seconds per row (default 1; quick 0.5)")
     ap.add_argument("--quick", action="store_true", help="shorter runs on a subset of the load parameters")
     ap.add_argument("--only", action="append", default=[], metavar="NAME",
@@ -491,8 +662,10 @@ def parse_args(scenario: Scenario, argv=None):
     ap.add_argument("--sizes", help="comma-separated packet sizes, overrides the scenario's")
     ap.add_argument("--inflight", help="comma-separated in-flight counts, overrides the scenario's")
     ap.add_argument("--conns", type=int, help="connections, overrides the scenario's")
-    ap.add_argument("--server-cpu", default="0", help="taskset -c list for the server (default 0)")
-    ap.add_argument("--load-cpu", default="1", help="taskset -c list for loadgen (default 1)")
+    ap.add_argument("--server-cpu", default=scenario.server_cpu,
+                    help=f"taskset -c list for the server (default {scenario.server_cpu})")
+    ap.add_argument("--load-cpu", default=scenario.load_cpu,
+                    help=f"taskset -c list for loadgen (default {scenario.load_cpu})")
     ap.add_argument("--out", default=os.path.join(BENCH_DIR, "RESULTS.md"),
                     help="Markdown file to write the section into ('-' = stdout only)")
     ap.add_argument("--json", help="also dump raw per-row results to this JSON file")
@@ -504,11 +677,13 @@ def parse_args(scenario: Scenario, argv=None):
                          "kept (default 1)")
     ap.add_argument("--time-budget", type=float, default=330.0, metavar="S",
                     help="skip quiet-waits and retries once they would push the run past S s "
-                         "(default 330)")
+                         "(default %(default)s)")
     ap.add_argument("--list", action="store_true", help="list the rows and exit")
+    if add_args is not None:
+        add_args(ap)
     args = ap.parse_args(argv)
     if args.duration is None:
-        args.duration = 1.5 if args.quick else 5.0
+        args.duration = 1.5 if args.quick else scenario.duration
     if args.warmup is None:
         args.warmup = 0.5 if args.quick else 1.0
     if args.duration <= 0 or args.duration > 600 or args.warmup < 0 or args.warmup > 60:
@@ -544,21 +719,44 @@ def plan(scenario: Scenario, args) -> list:
     return rows
 
 
+def list_rows(rows: list) -> None:
+    for r in rows:
+        print(f"{r.server.name:32} {r.server.framing:6} size={r.load.size:<6} "
+              f"inflight={r.load.inflight:<3} conns={r.load.conns}"
+              + (f"  [{r.server.label}]" if r.server.label else ""))
+
+
+def now_str() -> str:
+    return datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def command_line(argv=None) -> str:
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), REPO_ROOT)
+    return shlex.join(["python3", script] + (sys.argv[1:] if argv is None else list(argv)))
+
+
 def main(scenario: Scenario, argv=None) -> int:
     args = parse_args(scenario, argv)
     rows = plan(scenario, args)
     if args.list:
-        for r in rows:
-            print(f"{r.server.name:32} {r.server.framing:6} size={r.load.size:<6} "
-                  f"inflight={r.load.inflight:<3} conns={r.load.conns}")
+        list_rows(rows)
         return 0
     if args.server_cpu == args.load_cpu:
         print(f"warning: server and loadgen share CPU {args.server_cpu}", file=sys.stderr)
     loadgen = build_loadgen()
-    started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    started = now_str()
     t0 = time.monotonic()
-    script = os.path.relpath(os.path.abspath(sys.argv[0]), REPO_ROOT)
-    command = shlex.join(["python3", script] + (sys.argv[1:] if argv is None else list(argv)))
+    command = command_line(argv)
+    run_rows(scenario, rows, args, loadgen, t0)
+    elapsed = time.monotonic() - t0
+    report(scenario, rows, args, command, started, elapsed)
+    return 1 if any(r.failed for r in rows) else 0
+
+
+def run_rows(scenario: Scenario, rows: list, args, loadgen: str, t0: float,
+             reserve: float = 0.0) -> None:
+    """Run every row (quiet-wait, noisy retries) and fill in row.result / failed.
+    `reserve`: seconds of --time-budget to keep for work done after these rows."""
     skip_reasons = {}
     for i, row in enumerate(rows, 1):
         spec = row.server
@@ -576,7 +774,8 @@ def main(scenario: Scenario, argv=None) -> int:
         per_row = args.warmup + args.duration + 1.5
         for attempt in range(1 + max(0, args.retry_noisy)):
             # retries and quiet-waits only while the run stays within --time-budget
-            slack = args.time_budget - (time.monotonic() - t0) - per_row * (len(rows) - i + 1)
+            slack = (args.time_budget - reserve - (time.monotonic() - t0)
+                     - per_row * (len(rows) - i + 1))
             if attempt > 0 and slack < per_row:
                 print("  (no time left in --time-budget for a retry)", file=sys.stderr)
                 break
@@ -605,18 +804,23 @@ def main(scenario: Scenario, argv=None) -> int:
                   + (f" ERRORS {x['errors']}" if x["errors"] else ""), file=sys.stderr)
         else:
             print(f"[{i}/{len(rows)}] {tag}: FAILED {row.failed}", file=sys.stderr)
-    elapsed = time.monotonic() - t0
-    text = render(scenario, rows, args, command, started, elapsed)
+
+
+def report(scenario: Scenario, rows: list, args, command: str, started: str, elapsed: float,
+           extra_json: Optional[dict] = None) -> str:
+    """Render the rows, print them, write the scenario's RESULTS.md section and --json."""
+    text = (scenario.render or render)(scenario, rows, args, command, started, elapsed)
     print(text)
     if args.out and args.out != "-":
         key = scenario.key + ("-quick" if args.quick else "")
         write_section(args.out, key, text)
         print(f"wrote section '{key}' of {args.out}", file=sys.stderr)
     if args.json:
+        data = [{"server": r.server.name, "framing": r.server.framing,
+                 "size": r.load.size, "inflight": r.load.inflight, "conns": r.load.conns,
+                 "result": r.result, "skipped": r.skipped, "failed": r.failed,
+                 "server_cpu_us_per_msg": r.us_per_msg,
+                 "server_user_us_per_msg": r.user_us_per_msg} for r in rows]
         with open(args.json, "w") as f:
-            json.dump([{"server": r.server.name, "framing": r.server.framing,
-                        "size": r.load.size, "inflight": r.load.inflight, "conns": r.load.conns,
-                        "result": r.result, "skipped": r.skipped, "failed": r.failed,
-                        "server_cpu_us_per_msg": r.us_per_msg,
-                        "server_user_us_per_msg": r.user_us_per_msg} for r in rows], f, indent=1)
-    return 1 if any(r.failed for r in rows) else 0
+            json.dump(data if extra_json is None else {"rows": data, **extra_json}, f, indent=1)
+    return text

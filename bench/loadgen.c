@@ -4,7 +4,7 @@
  * Build:  gcc -O2 -Wall -o loadgen loadgen.c -lm
  * Usage:  loadgen --port N [--host 127.0.0.1] [--conns 50] [--inflight 1]
  *                 [--size 64] [--framing eof|length] [--duration 5]
- *                 [--warmup 1]
+ *                 [--warmup 1] [--reconnect] [--timeline MS] [--connect-gap US]
  *
  * Every connection keeps `inflight` packets outstanding. A packet is `size`
  * bytes on the wire, framing included:
@@ -23,6 +23,26 @@
  * a per-connection ring of pre-filled slots (see conn_t), so no per-packet copy.
  * Connection errors / unexpected closes are counted (conn_errors) and that
  * connection is dropped; the run continues with the others.
+ *
+ * --reconnect: a connection the server closes (EOF, reset, EPIPE, HUP) is
+ * counted in server_closes instead, reconnected at once, and its outstanding
+ * packets (sent but not completely echoed; a partial echo is discarded) are
+ * sent again with their original timestamps, so their latency includes the
+ * outage. A connect that fails (refused, reset, timeout) is counted in
+ * connect_failures and retried after 10 ms. Reply mismatches still count as
+ * errors and drop the connection.
+ *
+ * --connect-gap US: open the connections US microseconds apart instead of all
+ * at once (the load starts when all are connected). With several server
+ * processes accepting on one listening socket, a burst of connects tends to
+ * be accepted by whichever process wakes first; spread out, each is a
+ * separate race.
+ *
+ * --timeline MS: also report per-MS-millisecond bins, from the start of the
+ * load phase to the end of the measured window, of completed messages
+ * (timeline_msgs), server closes (timeline_closes) and failed connects
+ * (timeline_connfail), plus load_start_ns / measure_start_ns on
+ * CLOCK_MONOTONIC so a supervisor can line its own events up with them.
  *
  * stderr: "MEASURE_START" when the warmup ends, "MEASURE_END" when the
  * measured window ends (so a supervisor can snapshot server CPU exactly around
@@ -62,11 +82,19 @@ static size_t opt_size = 64;
 static int opt_length = 0; /* 0 = eof, 1 = length */
 static double opt_duration = 5.0;
 static double opt_warmup = 1.0;
+static int opt_reconnect = 0;
+static int opt_timeline_ms = 0; /* 0 = no timeline */
+static int opt_connect_gap_us = 0;
 
 /* ---------------------------------------------------------------- state */
+enum { C_DEAD = 0, C_UP, C_CONNECTING, C_RETRY };
+
 typedef struct conn {
     int fd;
-    int alive;
+    int alive;           /* connected (C_UP) */
+    int state;           /* C_* */
+    int64_t retry_at;    /* C_RETRY: when to connect again */
+    int64_t lost_at;     /* when the server closed it (for reconnect timing) */
     int want_out;        /* EPOLLOUT currently registered */
     int bad;             /* current reply already counted as mismatch */
     uint64_t next_seq;   /* seq of the next packet to send */
@@ -95,7 +123,21 @@ static int measuring = 0;
 static uint64_t msgs = 0;
 static uint64_t conn_errors = 0;
 static uint64_t mismatches = 0;
-static int alive_count = 0;
+static int alive_count = 0;   /* connections not C_DEAD (up or reconnecting) */
+static uint64_t server_closes = 0, connect_failures = 0, reconnects = 0, resent = 0;
+static int retry_pending = 0;
+static int64_t reconnect_max_ns = 0, reconnect_sum_ns = 0;
+static struct sockaddr_in peer;
+/* timeline */
+static int64_t load_start_ns = 0;
+static int tl_n = 0;
+static uint64_t *tl_msgs, *tl_closes, *tl_connfail;
+
+static inline int tl_bin(int64_t now) {
+    if (!opt_timeline_ms || load_start_ns == 0 || now < load_start_ns) return -1;
+    int64_t b = (now - load_start_ns) / ((int64_t)opt_timeline_ms * 1000000LL);
+    return b < tl_n ? (int)b : -1;
+}
 
 /* ---------------------------------------------------------------- time */
 static inline int64_t now_ns(void) {
@@ -202,12 +244,92 @@ static void build_template(void) {
 
 /* ---------------------------------------------------------------- conns */
 static void conn_close(conn_t *c, int is_error) {
-    if (!c->alive) return;
+    if (c->state == C_DEAD) return;
     if (is_error) conn_errors++;
+    if (c->fd >= 0) {
+        epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+        c->fd = -1;
+    }
+    if (c->state == C_RETRY) retry_pending--;
+    c->alive = 0;
+    c->state = C_DEAD;
+    alive_count--;
+}
+
+static void flush_out(conn_t *c);
+
+/* Start a non-blocking connect for c (state C_CONNECTING, or C_RETRY on an
+ * immediate failure). */
+static void conn_start_connect(conn_t *c, int64_t now);
+
+static void connect_failed(conn_t *c, int64_t now) {
+    connect_failures++;
+    int b = tl_bin(now);
+    if (b >= 0) tl_connfail[b]++;
+    if (c->fd >= 0) {
+        epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+        c->fd = -1;
+    }
+    c->alive = 0;
+    c->state = C_RETRY;
+    c->retry_at = now + 10000000LL; /* 10 ms */
+    retry_pending++;
+}
+
+static void conn_start_connect(conn_t *c, int64_t now) {
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (c->fd < 0) { perror("socket"); conn_close(c, 1); return; }
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->state = C_CONNECTING;
+    c->alive = 0;
+    c->want_out = 1;
+    int r = connect(c->fd, (struct sockaddr *)&peer, sizeof peer);
+    if (r < 0 && errno != EINPROGRESS) { connect_failed(c, now); return; }
+    struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
+    epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
+}
+
+/* The connect of c (C_CONNECTING) finished: EPOLLOUT/ERR/HUP fired. */
+static void conn_connected(conn_t *c, int64_t now) {
+    int err = 0;
+    socklen_t el = sizeof err;
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    if (err != 0) { connect_failed(c, now); return; }
+    c->state = C_UP;
+    c->alive = 1;
+    reconnects++;
+    int64_t took = now - c->lost_at;
+    reconnect_sum_ns += took;
+    if (took > reconnect_max_ns) reconnect_max_ns = took;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+    epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    c->want_out = 0;
+    /* resend every outstanding packet from the oldest one */
+    resent += (uint64_t)c->outstanding;
+    c->send_seq = c->rx_seq;
+    c->send_off = 0;
+    c->rx_off = 0;
+    c->bad = 0;
+    flush_out(c);
+}
+
+/* The server closed (or reset) c: with --reconnect, reconnect; else error. */
+static void conn_lost(conn_t *c) {
+    if (!opt_reconnect || !running) { conn_close(c, 1); return; }
+    if (c->state != C_UP) return;
+    int64_t now = now_ns();
+    server_closes++;
+    int b = tl_bin(now);
+    if (b >= 0) tl_closes[b]++;
     epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
+    c->fd = -1;
     c->alive = 0;
-    alive_count--;
+    c->lost_at = now;
+    conn_start_connect(c, now);
 }
 
 static void set_events(conn_t *c, int want_out) {
@@ -251,7 +373,7 @@ static void flush_out(conn_t *c) {
         }
         if (w < 0 && errno == EINTR) continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) { set_events(c, 1); return; }
-        conn_close(c, 1);
+        conn_lost(c); /* EPIPE / ECONNRESET */
         return;
     }
     set_events(c, 0);
@@ -278,6 +400,10 @@ static void on_bytes(conn_t *c, const char *p, size_t n, int64_t now) {
                 hist_add(now - c->ring[c->rx_seq % (uint64_t)opt_inflight]);
                 msgs++;
             }
+            if (opt_timeline_ms) {
+                int b = tl_bin(now);
+                if (b >= 0) tl_msgs[b]++;
+            }
             c->rx_seq++;
             c->outstanding--;
             c->rx_off = 0;
@@ -301,7 +427,7 @@ static void on_readable(conn_t *c) {
         }
         if (r < 0 && errno == EINTR) continue;
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-        conn_close(c, 1); /* EOF or error: unexpected close */
+        conn_lost(c); /* EOF or error: unexpected close (reconnect with --reconnect) */
         return;
     }
     if (has_unsent(c) && !c->want_out) flush_out(c);
@@ -319,7 +445,8 @@ static void hard_cap(int sig) {
 static void usage(const char *argv0) {
     fprintf(stderr,
             "usage: %s --port N [--host 127.0.0.1] [--conns 50] [--inflight 1]\n"
-            "          [--size 64] [--framing eof|length] [--duration 5] [--warmup 1]\n",
+            "          [--size 64] [--framing eof|length] [--duration 5] [--warmup 1]\n"
+            "          [--reconnect] [--timeline MS] [--connect-gap US]\n",
             argv0);
     exit(1);
 }
@@ -337,6 +464,8 @@ int main(int argc, char **argv) {
         {"conns", required_argument, 0, 'c'},    {"inflight", required_argument, 0, 'i'},
         {"size", required_argument, 0, 's'},     {"framing", required_argument, 0, 'f'},
         {"duration", required_argument, 0, 'd'}, {"warmup", required_argument, 0, 'w'},
+        {"reconnect", no_argument, 0, 'r'},      {"timeline", required_argument, 0, 't'},
+        {"connect-gap", required_argument, 0, 'g'},
         {"help", no_argument, 0, '?'},           {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -353,6 +482,9 @@ int main(int argc, char **argv) {
             break;
         case 'd': opt_duration = atof(optarg); break;
         case 'w': opt_warmup = atof(optarg); break;
+        case 'r': opt_reconnect = 1; break;
+        case 't': opt_timeline_ms = atoi(optarg); break;
+        case 'g': opt_connect_gap_us = atoi(optarg); break;
         default: usage(argv[0]);
         }
     }
@@ -364,7 +496,9 @@ int main(int argc, char **argv) {
     if (opt_port <= 0 || opt_port > 65535 || opt_conns < 1 || opt_conns > 10000 ||
         opt_inflight < 1 || opt_inflight > 4096 || opt_duration <= 0 || opt_warmup < 0 ||
         opt_duration > 3600 || opt_warmup > 3600 || opt_size > (16u << 20) ||
-        opt_size < (size_t)(opt_length ? 5 : 3)) {
+        opt_size < (size_t)(opt_length ? 5 : 3) || opt_timeline_ms < 0 ||
+        opt_connect_gap_us < 0 || opt_connect_gap_us > 100000 ||
+        (opt_timeline_ms > 0 && (opt_warmup + opt_duration) * 1000.0 / opt_timeline_ms > 1e6)) {
         fprintf(stderr, "loadgen: bad arguments (size >= %d, port 1..65535, conns >= 1, "
                         "inflight >= 1, duration > 0)\n", opt_length ? 5 : 3);
         return 1;
@@ -385,6 +519,14 @@ int main(int argc, char **argv) {
 
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt_port),
                              .sin_addr = addr};
+    peer = sa;
+    if (opt_timeline_ms) {
+        tl_n = (int)ceil((opt_warmup + opt_duration) * 1000.0 / opt_timeline_ms) + 1;
+        tl_msgs = calloc((size_t)tl_n, sizeof *tl_msgs);
+        tl_closes = calloc((size_t)tl_n, sizeof *tl_closes);
+        tl_connfail = calloc((size_t)tl_n, sizeof *tl_connfail);
+        if (!tl_msgs || !tl_closes || !tl_connfail) { perror("calloc"); return 1; }
+    }
     /* ---- connect phase (non-blocking, bounded by 3 s) */
     int pending = 0;
     for (int i = 0; i < opt_conns; i++) {
@@ -405,6 +547,7 @@ int main(int argc, char **argv) {
         struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
         epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
         pending++;
+        if (opt_connect_gap_us && i + 1 < opt_conns) usleep((useconds_t)opt_connect_gap_us);
     }
     struct epoll_event evs[256];
     int64_t conn_deadline = now_ns() + 3000000000LL;
@@ -427,6 +570,7 @@ int main(int argc, char **argv) {
                 return 2;
             }
             c->alive = 1;
+            c->state = C_UP;
             alive_count++;
             pending--;
             struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
@@ -436,6 +580,7 @@ int main(int argc, char **argv) {
 
     /* ---- load phase */
     int64_t t0 = now_ns();
+    load_start_ns = t0;
     int64_t warm_end = t0 + (int64_t)(opt_warmup * 1e9);
     int64_t meas_end = warm_end + (int64_t)(opt_duration * 1e9);
     int64_t meas_start_ns = 0, meas_stop_ns = 0;
@@ -460,6 +605,19 @@ int main(int argc, char **argv) {
         if (measuring && now >= meas_end) break;
         if (alive_count == 0) break;
         int64_t next = measuring ? meas_end : warm_end;
+        if (retry_pending > 0) {
+            for (int i = 0; i < opt_conns; i++) {
+                conn_t *c = &conns[i];
+                if (c->state != C_RETRY) continue;
+                if (c->retry_at <= now) {
+                    retry_pending--;
+                    c->state = C_CONNECTING;
+                    conn_start_connect(c, now);
+                } else if (c->retry_at < next) {
+                    next = c->retry_at;
+                }
+            }
+        }
         int64_t left = next - now;
         int timeout = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
         int n = epoll_wait(epfd, evs, 256, timeout);
@@ -470,14 +628,15 @@ int main(int argc, char **argv) {
         }
         for (int k = 0; k < n; k++) {
             conn_t *c = evs[k].data.ptr;
-            if (!c->alive) continue;
             uint32_t e = evs[k].events;
+            if (c->state == C_CONNECTING) { conn_connected(c, now_ns()); continue; }
+            if (!c->alive) continue;
             if (e & EPOLLIN) on_readable(c);
             if (!c->alive) continue;
             if (e & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
                 /* drain whatever is left, then treat as unexpected close */
                 on_readable(c);
-                conn_close(c, 1);
+                if (c->alive) conn_lost(c);
                 continue;
             }
             if (e & EPOLLOUT) flush_out(c);
@@ -497,21 +656,45 @@ int main(int argc, char **argv) {
 
     double secs = (double)(meas_stop_ns - meas_start_ns) / 1e9;
     double cpu = cpu1 - cpu0;
+    int up_count = 0;
+    for (int i = 0; i < opt_conns; i++) up_count += conns[i].state == C_UP;
     printf("{\"framing\": \"%s\", \"size\": %zu, \"conns\": %d, \"inflight\": %d, "
            "\"warmup_s\": %.3f, \"msgs\": %llu, \"seconds\": %.6f, \"msgs_per_s\": %.1f, "
            "\"mean_us\": %.2f, \"p50_us\": %.2f, \"p90_us\": %.2f, \"p99_us\": %.2f, "
            "\"p999_us\": %.2f, \"max_us\": %.2f, \"loadgen_cpu_s\": %.4f, "
            "\"loadgen_cpu_pct\": %.1f, \"errors\": %llu, \"conn_errors\": %llu, "
-           "\"mismatches\": %llu, \"conns_alive\": %d}\n",
+           "\"mismatches\": %llu, \"conns_alive\": %d, \"reconnect\": %s, "
+           "\"server_closes\": %llu, \"connect_failures\": %llu, \"reconnects\": %llu, "
+           "\"resent_packets\": %llu, \"reconnect_mean_us\": %.1f, \"reconnect_max_us\": %.1f, "
+           "\"load_start_ns\": %lld, \"measure_start_ns\": %lld, \"measure_end_ns\": %lld, "
+           "\"connect_gap_us\": %d",
            opt_length ? "length" : "eof", opt_size, opt_conns, opt_inflight, opt_warmup,
            (unsigned long long)msgs, secs, secs > 0 ? (double)msgs / secs : 0.0,
            hist_n ? hist_sum / (double)hist_n / 1000.0 : 0.0, hist_pct_us(0.50),
            hist_pct_us(0.90), hist_pct_us(0.99), hist_pct_us(0.999), hist_max / 1000.0, cpu,
            secs > 0 ? 100.0 * cpu / secs : 0.0,
            (unsigned long long)(conn_errors + mismatches), (unsigned long long)conn_errors,
-           (unsigned long long)mismatches, alive_count);
+           (unsigned long long)mismatches, up_count, opt_reconnect ? "true" : "false",
+           (unsigned long long)server_closes, (unsigned long long)connect_failures,
+           (unsigned long long)reconnects, (unsigned long long)resent,
+           reconnects ? (double)reconnect_sum_ns / (double)reconnects / 1000.0 : 0.0,
+           reconnect_max_ns / 1000.0, (long long)load_start_ns, (long long)meas_start_ns,
+           (long long)meas_stop_ns, opt_connect_gap_us);
+    if (opt_timeline_ms) {
+        int last = tl_bin(meas_stop_ns);
+        int n = last < 0 ? tl_n : last + 1;
+        uint64_t *arrs[3] = {tl_msgs, tl_closes, tl_connfail};
+        const char *names[3] = {"timeline_msgs", "timeline_closes", "timeline_connfail"};
+        printf(", \"timeline_ms\": %d", opt_timeline_ms);
+        for (int a = 0; a < 3; a++) {
+            printf(", \"%s\": [", names[a]);
+            for (int i = 0; i < n; i++) printf(i ? ",%llu" : "%llu", (unsigned long long)arrs[a][i]);
+            printf("]");
+        }
+    }
+    printf("}\n");
     fflush(stdout);
     for (int i = 0; i < opt_conns; i++)
-        if (conns[i].alive) close(conns[i].fd);
+        if (conns[i].fd >= 0 && conns[i].state != C_DEAD) close(conns[i].fd);
     return 0;
 }

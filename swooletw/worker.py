@@ -95,9 +95,11 @@ class WorkerService(ServerService):
                 return reactor.adoptDatagramPort(listening.fileno, listening.family, protocol)
             factory = PortFactory(self.serv, port, reactor)
             self._factories.append(factory)
-            return reactor.adoptStreamPort(
+            adopted = reactor.adoptStreamPort(
                 listening.fileno, listening.family, self._tlsWrapped(factory, settings)
             )
+            _acceptOneAtATime(adopted)
+            return adopted
         finally:
             os.close(listening.fileno)
 
@@ -194,6 +196,24 @@ class WorkerService(ServerService):
             )
             self.channel.send("recycling")
             stopReactor(self.serv.reactor)
+
+
+def _acceptOneAtATime(port: Any) -> None:
+    """
+    Every worker wakes when a connection arrives on the shared socket;
+    Twisted would then accept up to a hundred (and more) per wake-up, so one
+    worker could take a whole burst of connects.  Accepting one per wake-up
+    spreads a burst over the workers.
+    """
+    if not hasattr(port, "numberAccepts"):
+        return
+    doRead = port.doRead
+
+    def acceptOne() -> Any:
+        port.numberAccepts = 1
+        return doRead()
+
+    port.doRead = acceptOne
 
 
 def stopReactor(reactor: Any) -> None:

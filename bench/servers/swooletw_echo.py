@@ -4,6 +4,10 @@
 --framing length: open_length_check, package_length_type "N" (4-byte
                   big-endian body length), body offset 4
 --workers N:      worker_num (default 1)
+--reload-async true|false:
+                  reload_async (default: the setting's default, true): on
+                  SIGUSR1 to the master, replace every worker at once (true) or
+                  one at a time (false)
 
 Needs swooletw importable (PYTHONPATH=<repo root> or installed).
 Server.start() blocks and runs the default reactor (epoll on Linux).
@@ -17,6 +21,7 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--framing", choices=("eof", "length"), default="eof")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--reload-async", choices=("true", "false"), default=None)
     args = ap.parse_args()
 
     import swooletw
@@ -38,6 +43,8 @@ def main():
             "package_body_offset": 4,
             "package_max_length": 1 << 20,
         })
+    if args.reload_async is not None:
+        serv.set({"reload_async": args.reload_async == "true"})
     serv.on("receive", lambda s, fd, reactor_id, data: s.send(fd, data))
     print("ready", flush=True)
     serv.start()
