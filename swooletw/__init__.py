@@ -29,6 +29,7 @@ __all__ = [
     "Port",
     "Client",
     "AsyncClient",
+    "TaskClient",
     "SettingError",
     "EventError",
     "ServerStateError",
@@ -53,4 +54,8 @@ def __getattr__(name: str):
         from swooletw.asyncclient import AsyncClient
 
         return AsyncClient
+    if name == "TaskClient":
+        from swooletw.mail.taskclient import TaskClient
+
+        return TaskClient
     raise AttributeError(f"module 'swooletw' has no attribute {name!r}")

@@ -28,6 +28,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from swooletw import timer
 from swooletw.examples import echo, packets, timers
+from swooletw.examples import task as taskExample
 from swooletw.testing import ServerHarness
 
 #: The repository root (this file is C{tests/test_examples.py}).
@@ -317,6 +318,44 @@ class TimerExampleTests(_LoggedTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
 
 
+class TaskExampleTests(_LoggedTestCase):
+    """
+    L{taskExample}: tutorial §8, on a harness (the task "thread" runs at once,
+    its sleep is recorded, not slept).
+    """
+
+    NAMESPACE = "swooletw.examples.task"
+
+    def test_receiveTasksRepliesAndFinishes(self) -> None:
+        """
+        A receive answers "This is a message from server." and goes on; the
+        task logs its start, five steps a second apart and its end; its
+        result (the data) reaches finish, which logs it.
+        """
+        slept: list[float] = []
+        serv = taskExample.makeServer(sleep=slept.append)
+        client = self.harness(serv).connect()
+        client.write(b"Just a test.")
+        self.assertEqual(client.read(), b"This is a message from server.")
+        self.assertEqual(slept, [1] * 5)
+        self.assertEqual(self.logged(self.NAMESPACE), [
+            "new client connected.",
+            "worker received data: b'Just a test.'",
+            "task start. --- from worker id: 0.",
+            *[f"task runing. --- {i}" for i in range(5)],
+            "task end.",
+            "finish received data b'Just a test.'",
+            "worker continue run.",
+        ])
+
+    def test_oneTaskWorker(self) -> None:
+        """
+        The tutorial's C{task_worker_num} 1; one worker process.
+        """
+        setting = taskExample.makeServer().setting
+        self.assertEqual((setting["task_worker_num"], setting["worker_num"]), (1, 1))
+
+
 # ------------------------------------------------------------ integration
 
 _TWISTD = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
@@ -447,8 +486,8 @@ class TacIntegrationTests(SynchronousTestCase):
         tacs = sorted(p.basename() for p in REPO.child("tap").globChildren("*.tac"))
         self.assertEqual(
             tacs,
-            ["echo.tac", "eof_check.tac", "eof_split.tac", "length.tac", "noreload.tac",
-             "reload.tac", "timers.tac"],
+            ["echo.tac", "eof_check.tac", "eof_split.tac", "length.tac", "mail.tac",
+             "noreload.tac", "reload.tac", "task.tac", "timers.tac"],
         )
 
     def reloadCase(self, tac: str) -> tuple[bytes, bytes]:
@@ -556,4 +595,50 @@ class TacIntegrationTests(SynchronousTestCase):
         s = twistd.connect()
         s.sendall(b"Just a test.")
         twistd.waitForOutput("hello, world --- 1", count=2, timeout=5)
+        twistd.stopCleanly()
+
+    def test_task(self) -> None:
+        """
+        task.tac replies at once, while its task works five seconds in a
+        task thread and finish then logs the data.
+        """
+        twistd = _Twistd(self, "task.tac")
+        s = twistd.connect()
+        s.sendall(b"Just a test.")
+        expected = b"This is a message from server."
+        self.assertEqual(_recvExactly(s, len(expected)), expected)
+        output = twistd.waitForOutput("task runing. --- 0", timeout=5)
+        self.assertIn("worker continue run.", output)
+        self.assertNotIn("finish received data", output)
+        output = twistd.waitForOutput("finish received data b'Just a test.'", timeout=10)
+        self.assertIn("task end.", output)
+        twistd.stopCleanly()
+
+    def test_mail(self) -> None:
+        """
+        mail.tac answers a send-mail packet with its task id and writes
+        the message into ./outbox/new of its working directory.
+        """
+        import email
+        import email.policy
+        import json
+
+        twistd = _Twistd(self, "mail.tac")
+        s = twistd.connect()
+        s.sendall(json.dumps({"event": "send-mail", "to": "receiver@example.com",
+                              "subject": "just a test", "content": "This just a test."}).encode() + b"\r\n")
+        reply = b""
+        while not reply.endswith(b"\r\n"):
+            chunk = s.recv(1024)
+            self.assertTrue(chunk, reply)
+            reply += chunk
+        self.assertIs(json.loads(reply)["ok"], True)
+        outbox = os.path.join(os.path.dirname(twistd.outputPath), "outbox", "new")
+        deadline = time.monotonic() + 10
+        while not (os.path.isdir(outbox) and os.listdir(outbox)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [name] = os.listdir(outbox)
+        with open(os.path.join(outbox, name), "rb") as f:
+            message = email.message_from_binary_file(f, policy=email.policy.default)
+        self.assertEqual((message["To"], message["Subject"]), ("receiver@example.com", "just a test"))
         twistd.stopCleanly()

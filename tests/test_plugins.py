@@ -77,7 +77,7 @@ class PluginDeclarationTests(SynchronousTestCase):
         """
         options = self.maker.options()
         options.parseOptions([])
-        self.assertEqual(options["app"], "swooletw.examples.echo:makeServer")
+        self.assertEqual(options["app"], "swooletw.mail.taskserver:makeServer")
 
     def test_pluginFileFromCheckout(self) -> None:
         """

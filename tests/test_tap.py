@@ -19,12 +19,15 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from swooletw.examples import echo
 from swooletw.server import Server
 from swooletw.tap import tcp
 from swooletw.testing import ServerHarness
 
 # ----------------------------------------------------- apps for --app tests
+
+#: The tutorial's echo server, with no framing of its own (the default app,
+#: the mail server, has EOF framing).
+ECHO_APP = "swooletw.examples.echo:makeServer"
 
 #: A configured server at module level, for C{--app tests.test_tap:testServer}.
 testServer = Server("127.0.0.1", 9600)
@@ -99,18 +102,20 @@ def startOnMemoryReactor(testCase: SynchronousTestCase, options: tcp.Options) ->
 
 class OptionsDefaultsTests(SynchronousTestCase):
     """
-    L{tcp.Options} with no arguments: the tutorial's echo server on
-    C{tcp:9501:interface=127.0.0.1}.
+    L{tcp.Options} with no arguments: the tutorial's mail task server (§14)
+    on C{tcp:9501:interface=127.0.0.1}.
     """
 
     def test_defaultApp(self) -> None:
         """
-        The default C{--app} is the echo example's C{makeServer}.
+        The default C{--app} is the mail server's C{makeServer}.
         """
+        from swooletw.mail.taskserver import TaskServer, appOf
+
         options = parse()
-        self.assertEqual(options["app"], "swooletw.examples.echo:makeServer")
+        self.assertEqual(options["app"], "swooletw.mail.taskserver:makeServer")
         self.assertIsInstance(options["server"], Server)
-        self.assertIs(options["server"].getCallback("Receive"), echo.onReceive)
+        self.assertIsInstance(appOf(options["server"]), TaskServer)
 
     def test_defaultListenIsMainPortEndpoint(self) -> None:
         """
@@ -130,25 +135,27 @@ class OptionsDefaultsTests(SynchronousTestCase):
         port, _factory, _backlog, interface = reactor.tcpServers[0]
         self.assertEqual((port, interface), (9501, "127.0.0.1"))
 
-    def test_defaultAppEchoes(self) -> None:
+    def test_defaultAppRepliesJSON(self) -> None:
         """
-        The default app replies C{b"hello server"} followed by the data.
+        The default app answers each packet with one JSON line.
         """
-        harness = ServerHarness(parse()["server"])
+        serv = parse()["server"]
+        serv.set(worker_num=1)
+        harness = ServerHarness(serv)
         self.addCleanup(lambda: self.successResultOf(harness.stop()))
         client = harness.connect()
-        client.write(b"abc")
-        self.assertEqual(client.read(), b"hello serverabc")
+        client.write(b'{"event": "nope"}\r\n')
+        self.assertEqual(client.read(), b'{"ok": false, "error": "unknown event \'nope\' (known: send-mail)"}\r\n')
 
     def test_defaultSettings(self) -> None:
         """
-        With no options no framing is turned on and worker_num is the
-        tutorial's 2.
+        With no options: the tutorial's EOF split on C{\\r\\n}, two workers
+        and two task workers.
         """
         setting = parse()["server"].setting
-        self.assertEqual(setting["worker_num"], 2)
-        self.assertFalse(setting["open_eof_split"])
-        self.assertFalse(setting["open_eof_check"])
+        self.assertEqual((setting["worker_num"], setting["task_worker_num"]), (2, 2))
+        self.assertTrue(setting["open_eof_split"])
+        self.assertEqual(setting["package_eof"], b"\r\n")
         self.assertFalse(setting["open_length_check"])
 
 
@@ -242,7 +249,7 @@ class FramingOptionTests(SynchronousTestCase):
         C{--length-type n} turns on C{open_length_check} with
         C{package_length_type} C{"n"}.
         """
-        setting = parse("--length-type", "n")["server"].setting
+        setting = parse("--app", ECHO_APP, "--length-type", "n")["server"].setting
         self.assertIs(setting["open_length_check"], True)
         self.assertEqual(setting["package_length_type"], "n")
         self.assertFalse(setting["open_eof_split"])
@@ -253,7 +260,7 @@ class FramingOptionTests(SynchronousTestCase):
         settings as integers.
         """
         setting = parse(
-            "--length-type", "N", "--length-offset", "2",
+            "--app", ECHO_APP, "--length-type", "N", "--length-offset", "2",
             "--body-offset", "6", "--max-length", "4096",
         )["server"].setting
         self.assertEqual(
@@ -590,12 +597,14 @@ class PluginServiceIntegrationTests(TestCase):
 
     def test_echoOverRealSocket(self) -> None:
         """
-        The default app on C{--listen tcp:0:interface=127.0.0.1} replies
+        The echo app on C{--listen tcp:0:interface=127.0.0.1} replies
         C{b"hello server"} + data to a real TCP client.
         """
         from twisted.internet import reactor
 
-        serv, _service = self.startParsed("--listen", "tcp:0:interface=127.0.0.1")
+        serv, _service = self.startParsed(
+            "--app", ECHO_APP, "--listen", "tcp:0:interface=127.0.0.1"
+        )
         self.assertEqual(serv.ports[0].host, "127.0.0.1")
         self.assertNotEqual(serv.port, 0)
         expected = b"hello server" + b"ping"

@@ -33,7 +33,7 @@ from twisted.internet import defer
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from swooletw.mail.config import MailConfig, SMTPConfig
+from swooletw.mail.config import ConfigError, MailConfig, SMTPConfig
 from swooletw.mail.message import envelopeSender, messageBytes
 
 __all__ = ["SMTPMailer", "MaildirMailer", "makeMailer", "classifyError", "tlsOptions"]
@@ -60,12 +60,30 @@ def tlsOptions(smtp: SMTPConfig) -> Any:
 
     trustRoot = None
     if smtp.cafile is not None:
-        with open(smtp.cafile, "rb") as f:
-            pem = f.read()
-        marker = b"-----END CERTIFICATE-----"
-        blocks = [block + marker for block in pem.split(marker) if b"-----BEGIN" in block]
-        trustRoot = ssl.trustRootFromCertificates([ssl.Certificate.loadPEM(b) for b in blocks])
+        trustRoot = ssl.trustRootFromCertificates(_loadCertificates(smtp.cafile))
     return ssl.optionsForClientTLS(smtp.host, trustRoot=trustRoot)
+
+
+def _loadCertificates(path: str) -> list[Any]:
+    """
+    Every certificate of a PEM file.
+
+    @raise ConfigError: when it cannot be read or holds none.
+    """
+    from OpenSSL import SSL
+    from twisted.internet import ssl
+
+    marker = b"-----END CERTIFICATE-----"
+    try:
+        with open(path, "rb") as f:
+            pem = f.read()
+        blocks = [block + marker for block in pem.split(marker) if b"-----BEGIN CERTIFICATE-----" in block]
+        certificates = [ssl.Certificate.loadPEM(block) for block in blocks]
+    except (OSError, ValueError, SSL.Error) as e:
+        raise ConfigError(f"--smtp: cafile {path!r}: cannot load it: {e}") from e
+    if not certificates:
+        raise ConfigError(f"--smtp: cafile {path!r} holds no PEM certificate")
+    return certificates
 
 
 def classifyError(error: BaseException) -> tuple[bool, str, int | None]:
@@ -145,12 +163,10 @@ class SMTPMailer:
         One SMTP session; fires with C{(accepted count, [(address, code,
         reply)])} or fails with an L{SMTPClientError}.
         """
-        from twisted.mail import smtp
-
         self.attempts += 1
         config = self.smtp
         result: defer.Deferred[Any] = defer.Deferred()
-        factory = smtp.ESMTPSenderFactory(
+        factory = _senderFactory(
             config.username.encode("utf-8") if config.username else None,
             config.password,
             envelopeSender(self.config.mailFrom),
@@ -163,13 +179,16 @@ class SMTPMailer:
             heloFallback=config.security == "none" and not config.username,
             requireAuthentication=bool(config.username),
             requireTransportSecurity=config.security != "none",
-            hostname=config.host,
+            # starttls=0: no TLS at all, not even opportunistic.
+            hostname=None if config.security == "none" else config.host,
         )
         if config.security == "tls":
             reactor.connectSSL(config.host, config.port, factory, self._tls, timeout=config.timeout)
         else:
             reactor.connectTCP(config.host, config.port, factory, timeout=config.timeout)
-        return result
+        # Done once the connection is closed too, so that nothing of the
+        # session outlives the task.
+        return result.addBoth(lambda outcome: factory.closed.addCallback(lambda _: outcome))
 
     def _sent(self, taskId: Any, attempts: int, recipients: list[str], addresses: Any) -> dict[str, Any]:
         refused = [
@@ -194,6 +213,40 @@ class SMTPMailer:
             "ok": False, "transport": "smtp", "attempts": attempts, "error": error,
             "code": code, "permanent": permanent,
         }
+
+
+_senderFactoryClass: Any = None
+
+
+def _senderFactory(*args: Any, **kwargs: Any) -> Any:
+    """
+    An L{ESMTPSenderFactory} whose C{closed} Deferred fires when its
+    connection is closed or failed (L{twisted.mail.smtp} is imported here,
+    on first use: it imports the global reactor).
+    """
+    global _senderFactoryClass
+    if _senderFactoryClass is None:
+        from twisted.mail import smtp
+
+        class SenderFactory(smtp.ESMTPSenderFactory):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.closed: defer.Deferred[None] = defer.Deferred()
+
+            def clientConnectionFailed(self, connector: Any, reason: Any) -> None:
+                super().clientConnectionFailed(connector, reason)
+                self._closed()
+
+            def clientConnectionLost(self, connector: Any, reason: Any) -> None:
+                super().clientConnectionLost(connector, reason)
+                self._closed()
+
+            def _closed(self) -> None:
+                if not self.closed.called:
+                    self.closed.callback(None)
+
+        _senderFactoryClass = SenderFactory
+    return _senderFactoryClass(*args, **kwargs)
 
 
 def _text(value: Any) -> str:

@@ -69,7 +69,7 @@ def parseAddress(value: Any, field: str) -> str:
     if _CONTROL.search(value) or len(value) > 320:
         raise InvalidPacket(f"{field!r} is not an email address")
     pairs = getaddresses([value])
-    if len(pairs) != 1 or not _ADDR_SPEC.match(pairs[0][1]) or len(pairs[0][1]) > 254:
+    if len(pairs) != 1 or not _ADDR_SPEC.fullmatch(pairs[0][1]) or len(pairs[0][1]) > 254:
         raise InvalidPacket(f"{field!r} is not an email address: {value[:80]!r}")
     return value.strip()
 

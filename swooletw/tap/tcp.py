@@ -2,7 +2,8 @@
 """
 C{twistd swoole-tcp}: run a swooletw L{Server}.
 
-    twistd -n swoole-tcp                                  # the default app
+    twistd -n swoole-tcp                                  # the mail server
+    twistd -n swoole-tcp --smtp smtps://me@smtp.example.com  # ... through SMTP
     twistd -n swoole-tcp --app myproject.server:serv      # yours
     twistd -n swoole-tcp --listen tcp:9502 --eof '\\r\\n' --setting max_conn=1000
 
@@ -21,11 +22,12 @@ from twisted.python import reflect, usage
 
 from swooletw.constants import UDP_TYPES
 from swooletw.events import EventError
+from swooletw.mail.config import MAIL_OPTIONS
 from swooletw.server import Server
 from swooletw.settings import SettingError
 
 DEFAULT_LISTEN = "tcp:9501:interface=127.0.0.1"
-DEFAULT_APP = "swooletw.examples.echo:makeServer"
+DEFAULT_APP = "swooletw.mail.taskserver:makeServer"
 
 #: option name -> the setting it sets
 _SETTING_OPTIONS = {
@@ -47,8 +49,13 @@ class Options(usage.Options):
 
     synopsis = "[options]"
     longdesc = (
-        "Runs a Swoole-style TCP server. With no --app, the tutorial's echo "
-        "server (replies 'hello server' + data)."
+        "Runs a Swoole-style TCP server. With no --app, the tutorial's mail "
+        "task server on 127.0.0.1:9501: JSON packets ended by \\r\\n, e.g. "
+        '{"event": "send-mail", "to": ..., "subject": ..., "content": ...}, '
+        "each answered with one JSON line. Mail goes through --smtp, or with no "
+        "--smtp into the Maildir ./outbox (relative to the working directory; "
+        "see --maildir). The --smtp options also configure an --app built with "
+        "swooletw.mail.makeServer."
     )
     optParameters = [
         ["app", "a", DEFAULT_APP,
@@ -65,6 +72,7 @@ class Options(usage.Options):
         ["max-length", None, None, "package_max_length in bytes.", int],
         ["heartbeat-interval", None, None, "heartbeat_check_interval in seconds.", float],
         ["heartbeat-idle", None, None, "heartbeat_idle_time in seconds.", float],
+        *MAIL_OPTIONS,
     ]
 
     def __init__(self) -> None:
@@ -105,6 +113,7 @@ class Options(usage.Options):
             elif self["app"] == DEFAULT_APP:
                 useEndpoints(serv, [DEFAULT_LISTEN])
             refuseStartOnlySettings(serv)
+            applyMailOptions(serv, self)
         except (SettingError, EventError, ValueError) as e:
             raise usage.UsageError(str(e)) from e
         self["server"] = serv
@@ -121,6 +130,18 @@ class Options(usage.Options):
             values["open_length_check"] = True
         values.update(self["settings"])
         return values
+
+
+def applyMailOptions(serv: Server, options: Options) -> None:
+    """
+    Configure the mail app (the default, or an C{--app} built with
+    L{swooletw.mail.makeServer}) from the mail options.
+
+    @raise ValueError: for a bad value, or mail options with another app.
+    """
+    from swooletw.mail.taskserver import applyMailOptions as apply
+
+    apply(serv, options)
 
 
 def loadServer(spec: str) -> Server:

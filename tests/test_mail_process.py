@@ -1,0 +1,234 @@
+"""
+The mail server as users run it: C{twistd -n swoole-tcp} with no
+application arguments (the default: the mail server, two workers, two task
+workers each, the Maildir C{./outbox}) in a real process started from a
+temporary working directory, on a free port of 127.0.0.1; talked to by a
+PHP-style raw socket client, L{TaskClient} and C{python -m swooletw
+send-mail}.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+
+from swooletw.mail.config import PASSWORD_ENV
+from swooletw.mail.taskclient import TaskClient, TaskClientError
+
+#: The repository root (this file is C{tests/test_mail_process.py}).
+REPO = FilePath(__file__).parent().parent()
+
+_TWISTD = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
+
+
+def freePort() -> int:
+    """
+    A port of 127.0.0.1 free right now.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cleanEnvironment() -> dict[str, str]:
+    """
+    This environment, with the checkout importable and no SMTP password.
+    """
+    env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO.path, env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class _Twistd:
+    """
+    C{twistd -n swoole-tcp --listen tcp:PORT:interface=127.0.0.1} (nothing
+    else: the default application) running in C{workdir}, stopped by its
+    PID in cleanup.
+    """
+
+    def __init__(self, testCase: SynchronousTestCase) -> None:
+        self.testCase = testCase
+        self.workdir = os.path.abspath(testCase.mktemp())
+        os.makedirs(self.workdir)
+        self.port = freePort()
+        self.outputPath = os.path.join(self.workdir, "twistd.out")
+        with open(self.outputPath, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _TWISTD, "-n", "--pidfile=", "swoole-tcp",
+                 "--listen", f"tcp:{self.port}:interface=127.0.0.1"],
+                cwd=self.workdir, env=cleanEnvironment(), stdout=out, stderr=subprocess.STDOUT,
+            )
+        testCase.addCleanup(self.kill)
+        self.waitForPort()
+
+    def kill(self) -> None:
+        """
+        SIGKILL if still running (the tests stop it with SIGTERM); reap.
+        """
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def waitForPort(self, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.testCase.fail(f"twistd not accepting on {self.port}:\n{self.output()}")
+
+    def output(self) -> str:
+        with open(self.outputPath, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self) -> str:
+        """
+        SIGTERM; check a graceful stop within 10 s; return the output.
+        """
+        os.kill(self.process.pid, signal.SIGTERM)
+        status = self.process.wait(timeout=10)
+        output = self.output()
+        # twistd ends a signal-triggered stop by re-raising the signal.
+        self.testCase.assertEqual(status, -signal.SIGTERM, output)
+        self.testCase.assertIn("Server Shut Down.", output)
+        self.testCase.assertNotIn("Traceback", output)
+        return output
+
+
+class DefaultAppProcessTests(SynchronousTestCase):
+    """
+    The default application in a real C{twistd} (two workers): one server
+    for the steps of L{test_defaultApp}, which would each cost a start.
+    """
+
+    def test_defaultApp(self) -> None:
+        """
+        The PHP-style client, L{TaskClient} and the command line are served;
+        every message lands in C{./outbox/new} of the working directory;
+        SIGTERM stops it gracefully.
+        """
+        self.twistd = _Twistd(self)
+        self.checkPHPStyleClient()
+        self.checkTaskClient()
+        self.checkCommandLine()
+        output = self.twistd.stop()
+        self.assertIn(f"mail goes to the Maildir {os.path.join(self.twistd.workdir, 'outbox')}", output)
+
+    def outbox(self, subject: str, count: int = 1, timeout: float = 10) -> list[email.message.EmailMessage]:
+        """
+        Wait until C{count} messages with C{subject} are in
+        C{./outbox/new} of the server's working directory; parse them.
+        """
+        new = os.path.join(self.twistd.workdir, "outbox", "new")
+        deadline = time.monotonic() + timeout
+        while True:
+            found = []
+            for name in sorted(os.listdir(new)) if os.path.isdir(new) else []:
+                with open(os.path.join(new, name), "rb") as f:
+                    message = email.message_from_binary_file(f, policy=email.policy.default)
+                if message["Subject"] == subject:
+                    found.append(message)
+            if len(found) >= count or time.monotonic() > deadline:
+                self.assertEqual(len(found), count, self.twistd.output())
+                return found
+            time.sleep(0.05)
+
+    def checkPHPStyleClient(self) -> None:
+        """
+        The tutorial's client: three packets in one write, never reading
+        the replies, closing at once; three messages arrive.
+        """
+        packet = json.dumps({"event": "send-mail", "to": "receiver@example.com",
+                             "subject": "php style", "content": "This just a test."}).encode() + b"\r\n"
+        with socket.create_connection(("127.0.0.1", self.twistd.port), timeout=5) as s:
+            s.sendall(packet * 3)
+        messages = self.outbox("php style", count=3)
+        self.assertEqual({m["To"] for m in messages}, {"receiver@example.com"})
+        self.assertEqual(messages[0].get_content(), "This just a test.\n")
+
+    def checkTaskClient(self) -> None:
+        """
+        L{TaskClient.sendMail} gets C{{"ok": true, "task_id": N}}; an
+        address that is not one gets C{{"ok": false}} with the reason.
+        """
+        with TaskClient("127.0.0.1", self.twistd.port) as client:
+            reply = client.sendMail("receiver@example.com", "task client", "hello", cc=["cc@example.com"])
+            refused = client.sendMail("nobody", "x", "y")
+        self.assertIs(reply["ok"], True)
+        self.assertIsInstance(reply["task_id"], int)
+        self.assertEqual(refused, {"ok": False, "error": "'to' is not an email address: 'nobody'"})
+        [message] = self.outbox("task client")
+        self.assertEqual(message["Cc"], "cc@example.com")
+        self.assertEqual(message["From"], "swooletw@localhost")
+
+    def checkCommandLine(self) -> None:
+        """
+        C{python -m swooletw send-mail}: the accepted reply printed, exit
+        0, the HTML message arrives as text/html; a refused one: exit 1.
+        """
+        result = cli("--to", "receiver@example.com", "--subject", "from the cli",
+                     "--content", "<p>hi</p>", "--html", port=self.twistd.port)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        reply = json.loads(result.stdout)
+        self.assertEqual((reply["ok"], type(reply["task_id"])), (True, int))
+        [message] = self.outbox("from the cli")
+        self.assertEqual(message.get_content_type(), "text/html")
+        refused = cli("--to", "not-an-address", "--subject", "s", "--content", "c", port=self.twistd.port)
+        self.assertEqual(refused.returncode, 1)
+        self.assertIs(json.loads(refused.stdout)["ok"], False)
+
+
+def cli(*argv: str, port: int) -> subprocess.CompletedProcess[str]:
+    """
+    Run C{python -m swooletw send-mail ARGV --port PORT}.
+    """
+    return subprocess.run(
+        [sys.executable, "-m", "swooletw", "send-mail", *argv, "--port", str(port)],
+        env=cleanEnvironment(), capture_output=True, text=True, timeout=30,
+    )
+
+
+class UnreachableTests(SynchronousTestCase):
+    """
+    The clients when no server listens.
+    """
+
+    def test_cliUnreachable(self) -> None:
+        """
+        C{send-mail} to a port with no server: a message on stderr, exit
+        status 3, nothing on stdout.
+        """
+        result = cli("--to", "a@example.com", "--subject", "s", "--content", "c", port=freePort())
+        self.assertEqual(result.returncode, 3)
+        self.assertIn("connect failed", result.stderr)
+        self.assertEqual(result.stdout, "")
+
+    def test_cliUsage(self) -> None:
+        """
+        A missing required option: exit status 2, named.
+        """
+        result = cli("--to", "a@example.com", port=freePort())
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("--subject", result.stderr)
+
+    def test_taskClientUnreachable(self) -> None:
+        """
+        L{TaskClient} raises L{TaskClientError} when it cannot connect, as
+        the PHP class throws.
+        """
+        error = self.assertRaises(TaskClientError, TaskClient, "127.0.0.1", freePort(), 2)
+        self.assertIn("connect failed", str(error))
+        self.assertEqual(error.errCode, 111)
