@@ -563,6 +563,27 @@ class Server:
         finish.value = data
         return True
 
+    def runBlocking(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """
+        Run blocking code off the reactor from an C{async def} task
+        handler: in one of the task threads (thread kind), or right here in
+        a task worker process, which has nothing else to do.
+
+        @return: a Deferred with C{f}'s result.
+        @raise NoTaskWorkers: where there are no task threads to use.
+        """
+        from twisted.internet import defer
+        from twisted.internet.threads import deferToThreadPool
+
+        if self._taskProcess:
+            return defer.maybeDeferred(f, *args, **kwargs)
+        pool = getattr(self._tasks, "threadpool", None)
+        if pool is None:
+            from swooletw.tasks import NoTaskWorkers
+
+            raise NoTaskWorkers("runBlocking() needs task workers (task_worker_num)")
+        return deferToThreadPool(self.reactor, pool, f, *args, **kwargs)
+
     _asyncFinish: Any = None
     #: the master's dispatcher of task worker processes
     _taskDispatcher: Any = None

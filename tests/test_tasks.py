@@ -298,3 +298,35 @@ class RealThreadTests(TestCase):
         self.assertFalse(waited.called)
         result = yield waited
         self.assertEqual(result[1], "slow")
+
+
+class RunBlockingTests(TestCase):
+    """
+    serv.runBlocking: blocking code from an async task handler, off the
+    reactor, in the task threads.
+    """
+
+    def test_inTaskThread(self):
+        """runBlocking runs f in a task thread and fires with its result."""
+        serv = Server("127.0.0.1", 0)
+        serv.set(worker_num=1, task_worker_num=1)
+
+        async def onTask(serv, taskId, src, data):
+            return await serv.runBlocking(lambda x: (x * 2, threading.current_thread().name), data)
+
+        serv.on("task", onTask)
+        service = serv.asService()
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(service.stopService)
+
+        def check(result):
+            self.assertEqual(result[0], 42)
+            self.assertIn("swooletw-task", result[1])
+
+        return serv.taskwait(21, timeout=5).addCallback(check)
+
+    def test_withoutTaskWorkers(self):
+        """Without task workers runBlocking refuses, rather than borrow the reactor's pool."""
+        serv = Server("127.0.0.1", 0)
+        self.assertRaises(NoTaskWorkers, serv.runBlocking, lambda: None)

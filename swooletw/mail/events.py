@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 from twisted.internet import defer
-from twisted.internet.threads import deferToThreadPool
 
 __all__ = ["Event", "EventTable", "runHandler"]
 
@@ -120,7 +119,4 @@ def runHandler(serv: Any, handler: Callable[..., Any], *args: Any) -> defer.Defe
     """
     if inspect.iscoroutinefunction(handler):
         return defer.ensureDeferred(handler(serv, *args))
-    pool = getattr(getattr(serv, "_tasks", None), "threadpool", None)
-    if pool is None:
-        pool = serv.reactor.getThreadPool()
-    return deferToThreadPool(serv.reactor, pool, handler, serv, *args)
+    return serv.runBlocking(handler, serv, *args)
