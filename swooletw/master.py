@@ -336,7 +336,7 @@ class MasterService(Service):
     def _pinged(self, slot: WorkerSlot, stats: dict[str, Any]) -> None:
         slot.lastPing = self.serv.reactor.seconds()
         self.router.gotStats(slot.workerId, stats)
-        self.router.shareStats()
+        self.router.shareStats(self.dispatcher.stats() if self.serv._taskDispatcher else None)
 
     def _plan(self, slot: WorkerSlot, reason: str) -> None:
         slot.planned = reason

@@ -133,6 +133,8 @@ class WorkerRouter:
         self.channel = channel
         self.directory = directory
         self.stats: dict[int, dict[str, Any]] = {}
+        #: the task worker processes' state, as the master sees it
+        self.taskStats: dict[str, Any] = {}
         self._opened: list[tuple[int, dict[str, Any]]] = []
         self._closed: list[int] = []
         self._relay: list[tuple[int, bytes]] = []
@@ -164,8 +166,9 @@ class WorkerRouter:
         self.serv._table.addBlock(*blockRange(block))
         self._askedForBlock = False
 
-    def gotStats(self, perWorker: dict[int, dict[str, Any]]) -> None:
+    def gotStats(self, perWorker: dict[int, dict[str, Any]], taskStats: dict[str, Any]) -> None:
         self.stats = perWorker
+        self.taskStats = taskStats
 
     # operations on other workers' connections
     def send(self, fd: int, data: bytes) -> bool:
@@ -328,9 +331,10 @@ class MasterRouter:
         """
         self.stats[workerId] = stats
 
-    def shareStats(self) -> None:
+    def shareStats(self, taskStats: dict[str, Any] | None = None) -> None:
         """
-        Give every worker the counters of all.
+        Give every worker the counters of all (and the task worker
+        processes' state, if there are any).
         """
         for channel in self._channels.values():
-            channel.send("allstats", self.stats)
+            channel.send("allstats", self.stats, taskStats or {})

@@ -498,6 +498,9 @@ class Server:
             session_round=local["session_round"],
             workers=perWorker,
         )
+        result.update(getattr(self._router, "taskStats", None) or {})
+        if self._taskDispatcher is not None:  # the master
+            result.update(self._taskDispatcher.stats())
         return result
 
     def _localStats(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ shared by every worker.
 
 from __future__ import annotations
 
+import marshal
 import os
 import random
 import traceback
@@ -62,6 +63,16 @@ class ProcessTaskPool(TaskPool):
         The channel messages this side handles.
         """
         return {"taskresult": self.gotResult}
+
+    def stats(self) -> dict[str, int]:
+        """
+        This worker's own counts; how busy the task processes are comes
+        from the master (C{stats()} adds it).
+        """
+        own = super().stats()
+        for shared in ("tasking_num", "task_queue_num", "task_idle_worker_num"):
+            del own[shared]
+        return own
 
     def run(self, taskId: int, data: Any, src: int | None = None) -> defer.Deferred[Any]:
         waiting: defer.Deferred[Any] = defer.Deferred()
@@ -241,6 +252,11 @@ class TaskWorkerService(Service):
         except Exception as e:
             self.log.failure("task {task_id} failed", task_id=taskId)
             ok, value = False, "".join(traceback.format_exception_only(type(e), e)).strip()
+        else:
+            try:
+                marshal.dumps(value)
+            except ValueError as e:
+                ok, value = False, f"task result cannot travel: {e}"
         finally:
             serv._local.finish = None
             serv._currentFinish(None)
@@ -276,15 +292,39 @@ class TaskWorkerService(Service):
 
         current.addBoth(finished)
 
-        def stopped(_: Any) -> None:
+        def stopped(_: Any) -> defer.Deferred[None]:
             callback = self.serv.getCallback("workerStop")
             if callback is not None:
                 try:
                     callback(self.serv, self.serv.worker_id)
                 except Exception:
                     self.log.failure("workerStop failed in task worker {id}", id=self.serv.worker_id)
+            return self._closeChannel()
 
         return waited.addCallback(stopped)
+
+    def _closeChannel(self) -> defer.Deferred[None]:
+        """
+        Close the channel once what was written to it (the last result,
+        "recycling") has reached the master; at most C{max_wait_time}.
+        """
+        closed: defer.Deferred[None] = defer.Deferred()
+        if not self.channel._connected:
+            return defer.succeed(None)
+        reactor = self.serv.reactor
+        timeout = reactor.callLater(
+            self.serv.setting["max_wait_time"], lambda: closed.called or closed.callback(None)
+        )
+
+        def lost(reason: Any) -> None:
+            if timeout.active():
+                timeout.cancel()
+            if not closed.called:
+                closed.callback(None)
+
+        self.channel.onLost = lost
+        self.channel.transport.loseConnection()
+        return closed
 
 
 def _stop(reactor: Any) -> None:
@@ -308,6 +348,7 @@ def runTaskWorker(serv: Server, workerId: int, channelFd: int, masterPid: int, d
     reactor = process.freshReactor()
     serv._becomeWorker(workerId, reactor)
     serv._taskProcess = True
+    serv._taskDispatcher = None  # the master's, inherited by the fork
     process.setProcessTitle(f"swooletw: task worker {workerId}")
     channel = Channel({}, lambda reason: _stop(reactor))
     serv._table = ConnectionTable(1, 0)

@@ -79,15 +79,18 @@ def checkTaskData(data: Any, path: str = "data") -> None:
 
     @raise TypeError: naming where in C{data} the bad value is.
     """
-    if isinstance(data, (bytes, *_SCALARS)):
+    # Exact types: a subclass (an IntEnum, an OrderedDict) would not survive
+    # the trip to a task worker process, so no kind takes it.
+    kind = type(data)
+    if kind is bytes or kind in _SCALARS:
         return
-    if isinstance(data, (list, tuple)):
+    if kind is list or kind is tuple:
         for index, item in enumerate(data):
             checkTaskData(item, f"{path}[{index}]")
         return
-    if isinstance(data, dict):
+    if kind is dict:
         for key, value in data.items():
-            if not isinstance(key, str):
+            if type(key) is not str:
                 raise TypeError(f"task {path} has a key that is not a str: {key!r}")
             checkTaskData(value, f"{path}[{key!r}]")
         return

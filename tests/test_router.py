@@ -410,13 +410,17 @@ class MasterRouterTests(TestCase):
 
     def test_shareStats(self) -> None:
         """
-        Every worker gets the counters of all workers.
+        Every worker gets the counters of all workers, and the task
+        processes' state.
         """
         self.master.gotStats(0, {"accept_count": 1})
         self.master.gotStats(2, {"accept_count": 4})
-        self.master.shareStats()
+        self.master.shareStats({"tasking_num": 1})
         for channel in self.channels.values():
-            self.assertEqual(channel.sent, [("allstats", ({0: {"accept_count": 1}, 2: {"accept_count": 4}},))])
+            self.assertEqual(
+                channel.sent,
+                [("allstats", ({0: {"accept_count": 1}, 2: {"accept_count": 4}}, {"tasking_num": 1}))],
+            )
 
 
 class WorkerRouterTests(TestCase):
@@ -548,8 +552,9 @@ class WorkerRouterTests(TestCase):
         The master's table of all workers' counters is kept for
         C{stats()}.
         """
-        self.router.gotStats({0: {"a": 1}, 1: {"a": 2}})
+        self.router.gotStats({0: {"a": 1}, 1: {"a": 2}}, {"task_idle_worker_num": 2})
         self.assertEqual(self.router.stats, {0: {"a": 1}, 1: {"a": 2}})
+        self.assertEqual(self.router.taskStats, {"task_idle_worker_num": 2})
         self.assertEqual(sorted(self.router.handlers()), ["allstats", "batch", "block"])
 
 
