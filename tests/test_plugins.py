@@ -6,6 +6,8 @@ L{swooletw.tap.tcp} and imports nothing heavy.
 
 from __future__ import annotations
 
+from typing import Any
+
 import os
 import subprocess
 import sys
@@ -18,6 +20,19 @@ from zope.interface.verify import verifyObject
 
 #: The repository root (this file is C{tests/test_plugins.py}).
 REPO = FilePath(__file__).parent().parent()
+
+
+def assertCheckoutPlugin(testCase: Any, path: str) -> None:
+    """
+    C{path} is the checkout's plugin file, or an installed copy of it (after
+    C{pip install .}, as .ci/run does, the installed one may come first).
+    """
+    expected = REPO.child("twisted").child("plugins").child("swooletw_plugins.py").path
+    if os.path.realpath(path) == os.path.realpath(expected):
+        return
+    with open(path, "rb") as imported, open(expected, "rb") as checkout:
+        testCase.assertEqual(imported.read(), checkout.read(), f"{path} is not this checkout's plugin")
+
 
 
 class PluginDeclarationTests(SynchronousTestCase):
@@ -84,9 +99,7 @@ class PluginDeclarationTests(SynchronousTestCase):
         The plugin module imported here is the checkout's
         C{twisted/plugins/swooletw_plugins.py}.
         """
-        path = FilePath(os.path.abspath(self.module.__file__))
-        expected = REPO.child("twisted").child("plugins").child("swooletw_plugins.py")
-        self.assertEqual(os.path.realpath(path.path), os.path.realpath(expected.path))
+        assertCheckoutPlugin(self, os.path.abspath(self.module.__file__))
 
     def test_noPackageInitInCheckout(self) -> None:
         """
@@ -172,6 +185,4 @@ class PluginImportCostTests(SynchronousTestCase):
         The subprocess imported the checkout's plugin file (so the two
         checks above are about this file).
         """
-        printed = self.importIn("twisted.plugins.swooletw_plugins.__file__")
-        expected = REPO.child("twisted").child("plugins").child("swooletw_plugins.py").path
-        self.assertEqual(os.path.realpath(printed), os.path.realpath(expected))
+        assertCheckoutPlugin(self, self.importIn("twisted.plugins.swooletw_plugins.__file__"))
