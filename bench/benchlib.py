@@ -91,6 +91,11 @@ class Scenario:
     load_cpu: str = "1"     # default of --load-cpu
     # render(scenario, rows, args, command, started, elapsed) -> Markdown; default: render()
     render: Optional[Callable] = None
+    # run_one(row, args, loadgen, log_name) -> None, filling row.result / row.failed; default:
+    # run_one() (a scenario with its own protocol or extra measurements, e.g. run_tasks.py)
+    run_one: Optional[Callable] = None
+    # seconds a row takes beyond warmup + duration (start, stop, ...), for --time-budget
+    row_overhead: float = 1.5
 
 
 @dataclass
@@ -771,7 +776,7 @@ def run_rows(scenario: Scenario, rows: list, args, loadgen: str, t0: float,
         tag = f"{spec.name} {spec.framing} size={row.load.size} inflight={row.load.inflight}"
         log_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{scenario.key}-{tag}") + ".log"
         tries = []
-        per_row = args.warmup + args.duration + 1.5
+        per_row = args.warmup + args.duration + scenario.row_overhead
         for attempt in range(1 + max(0, args.retry_noisy)):
             # retries and quiet-waits only while the run stays within --time-budget
             slack = (args.time_budget - reserve - (time.monotonic() - t0)
@@ -784,7 +789,7 @@ def run_rows(scenario: Scenario, rows: list, args, loadgen: str, t0: float,
                 print(f"  machine busy ({busy:.0f}% of a CPU used by others), running anyway",
                       file=sys.stderr)
             row.result = row.failed = None
-            run_one(row, args, loadgen, log_name)
+            (scenario.run_one or run_one)(row, args, loadgen, log_name)
             if not row.result:
                 break
             tries.append(row.result)

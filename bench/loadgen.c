@@ -5,6 +5,7 @@
  * Usage:  loadgen --port N [--host 127.0.0.1] [--conns 50] [--inflight 1]
  *                 [--size 64] [--framing eof|length] [--duration 5]
  *                 [--warmup 1] [--reconnect] [--timeline MS] [--connect-gap US]
+ *                 [--reply echo|line]
  *
  * Every connection keeps `inflight` packets outstanding. A packet is `size`
  * bytes on the wire, framing included:
@@ -37,6 +38,14 @@
  * processes accepting on one listening socket, a burst of connects tends to
  * be accepted by whichever process wakes first; spread out, each is a
  * separate race.
+ *
+ * --reply line: the server does not echo; it answers each packet with one
+ * line of its own (any bytes up to '\n', at most 4096), in order. A reply
+ * is complete at its '\n'. A reply line that starts with a decimal digit
+ * counts as accepted; any other (e.g. "refused") is still a reply (latency,
+ * msgs) but is also counted in replies_other (measured window) and
+ * replies_other_total (whole run). Used by the tasks scenario, whose server
+ * replies with a task id. Default --reply echo: the behaviour above.
  *
  * --timeline MS: also report per-MS-millisecond bins, from the start of the
  * load phase to the end of the measured window, of completed messages
@@ -85,6 +94,8 @@ static double opt_warmup = 1.0;
 static int opt_reconnect = 0;
 static int opt_timeline_ms = 0; /* 0 = no timeline */
 static int opt_connect_gap_us = 0;
+static int opt_reply_line = 0;  /* 0 = echo, 1 = one line per packet */
+#define LINE_MAX_REPLY 4096
 
 /* ---------------------------------------------------------------- state */
 enum { C_DEAD = 0, C_UP, C_CONNECTING, C_RETRY };
@@ -97,6 +108,7 @@ typedef struct conn {
     int64_t lost_at;     /* when the server closed it (for reconnect timing) */
     int want_out;        /* EPOLLOUT currently registered */
     int bad;             /* current reply already counted as mismatch */
+    int other;           /* --reply line: current reply does not start with a digit */
     uint64_t next_seq;   /* seq of the next packet to send */
     uint64_t rx_seq;     /* seq of the oldest outstanding packet */
     int outstanding;
@@ -123,6 +135,7 @@ static int measuring = 0;
 static uint64_t msgs = 0;
 static uint64_t conn_errors = 0;
 static uint64_t mismatches = 0;
+static uint64_t replies_other = 0, replies_other_total = 0;
 static int alive_count = 0;   /* connections not C_DEAD (up or reconnecting) */
 static uint64_t server_closes = 0, connect_failures = 0, reconnects = 0, resent = 0;
 static int retry_pending = 0;
@@ -379,7 +392,54 @@ static void flush_out(conn_t *c) {
     set_events(c, 0);
 }
 
+/* One reply completed (echo or line): latency, counters, send the next packet. */
+static inline void reply_done(conn_t *c, int64_t now) {
+    if (measuring) {
+        hist_add(now - c->ring[c->rx_seq % (uint64_t)opt_inflight]);
+        msgs++;
+    }
+    if (opt_timeline_ms) {
+        int b = tl_bin(now);
+        if (b >= 0) tl_msgs[b]++;
+    }
+    c->rx_seq++;
+    c->outstanding--;
+    c->rx_off = 0;
+    c->bad = 0;
+    if (running) queue_packet(c, now);
+}
+
+/* --reply line: each reply is a line of the server's own. */
+static void on_line_bytes(conn_t *c, const char *p, size_t n, int64_t now) {
+    while (n > 0) {
+        if (c->outstanding == 0) { /* bytes nobody asked for */
+            mismatches++;
+            conn_close(c, 1);
+            return;
+        }
+        if (c->rx_off == 0) c->other = !(p[0] >= '0' && p[0] <= '9');
+        const char *nl = memchr(p, '\n', n);
+        size_t take = nl ? (size_t)(nl - p) + 1 : n;
+        c->rx_off += take;
+        p += take;
+        n -= take;
+        if (c->rx_off > LINE_MAX_REPLY) { /* no end of line: not a line protocol */
+            mismatches++;
+            conn_close(c, 1);
+            return;
+        }
+        if (nl) {
+            if (c->other) {
+                replies_other_total++;
+                if (measuring) replies_other++;
+            }
+            reply_done(c, now);
+        }
+    }
+}
+
 static void on_bytes(conn_t *c, const char *p, size_t n, int64_t now) {
+    if (opt_reply_line) { on_line_bytes(c, p, n, now); return; }
     while (n > 0) {
         if (c->outstanding == 0) { /* bytes nobody asked for */
             mismatches++;
@@ -395,21 +455,7 @@ static void on_bytes(conn_t *c, const char *p, size_t n, int64_t now) {
         c->rx_off += take;
         p += take;
         n -= take;
-        if (c->rx_off == opt_size) {
-            if (measuring) {
-                hist_add(now - c->ring[c->rx_seq % (uint64_t)opt_inflight]);
-                msgs++;
-            }
-            if (opt_timeline_ms) {
-                int b = tl_bin(now);
-                if (b >= 0) tl_msgs[b]++;
-            }
-            c->rx_seq++;
-            c->outstanding--;
-            c->rx_off = 0;
-            c->bad = 0;
-            if (running) queue_packet(c, now);
-        }
+        if (c->rx_off == opt_size) reply_done(c, now);
     }
 }
 
@@ -446,7 +492,7 @@ static void usage(const char *argv0) {
     fprintf(stderr,
             "usage: %s --port N [--host 127.0.0.1] [--conns 50] [--inflight 1]\n"
             "          [--size 64] [--framing eof|length] [--duration 5] [--warmup 1]\n"
-            "          [--reconnect] [--timeline MS] [--connect-gap US]\n",
+            "          [--reconnect] [--timeline MS] [--connect-gap US] [--reply echo|line]\n",
             argv0);
     exit(1);
 }
@@ -465,7 +511,7 @@ int main(int argc, char **argv) {
         {"size", required_argument, 0, 's'},     {"framing", required_argument, 0, 'f'},
         {"duration", required_argument, 0, 'd'}, {"warmup", required_argument, 0, 'w'},
         {"reconnect", no_argument, 0, 'r'},      {"timeline", required_argument, 0, 't'},
-        {"connect-gap", required_argument, 0, 'g'},
+        {"connect-gap", required_argument, 0, 'g'}, {"reply", required_argument, 0, 'R'},
         {"help", no_argument, 0, '?'},           {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -485,6 +531,11 @@ int main(int argc, char **argv) {
         case 'r': opt_reconnect = 1; break;
         case 't': opt_timeline_ms = atoi(optarg); break;
         case 'g': opt_connect_gap_us = atoi(optarg); break;
+        case 'R':
+            if (strcmp(optarg, "echo") == 0) opt_reply_line = 0;
+            else if (strcmp(optarg, "line") == 0) opt_reply_line = 1;
+            else usage(argv[0]);
+            break;
         default: usage(argv[0]);
         }
     }
@@ -667,7 +718,8 @@ int main(int argc, char **argv) {
            "\"server_closes\": %llu, \"connect_failures\": %llu, \"reconnects\": %llu, "
            "\"resent_packets\": %llu, \"reconnect_mean_us\": %.1f, \"reconnect_max_us\": %.1f, "
            "\"load_start_ns\": %lld, \"measure_start_ns\": %lld, \"measure_end_ns\": %lld, "
-           "\"connect_gap_us\": %d",
+           "\"connect_gap_us\": %d, \"reply\": \"%s\", \"replies_other\": %llu, "
+           "\"replies_other_total\": %llu",
            opt_length ? "length" : "eof", opt_size, opt_conns, opt_inflight, opt_warmup,
            (unsigned long long)msgs, secs, secs > 0 ? (double)msgs / secs : 0.0,
            hist_n ? hist_sum / (double)hist_n / 1000.0 : 0.0, hist_pct_us(0.50),
@@ -679,7 +731,8 @@ int main(int argc, char **argv) {
            (unsigned long long)reconnects, (unsigned long long)resent,
            reconnects ? (double)reconnect_sum_ns / (double)reconnects / 1000.0 : 0.0,
            reconnect_max_ns / 1000.0, (long long)load_start_ns, (long long)meas_start_ns,
-           (long long)meas_stop_ns, opt_connect_gap_us);
+           (long long)meas_stop_ns, opt_connect_gap_us, opt_reply_line ? "line" : "echo",
+           (unsigned long long)replies_other, (unsigned long long)replies_other_total);
     if (opt_timeline_ms) {
         int last = tl_bin(meas_stop_ns);
         int n = last < 0 ? tl_n : last + 1;
