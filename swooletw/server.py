@@ -21,7 +21,7 @@ from twisted.logger import Logger
 
 from swooletw import settings as _settings
 from swooletw.connection import ConnectionTable, ServerStats, toBytes
-from swooletw.constants import PROCESS, SOCK_TCP, UDP_TYPES, Mode, SockType
+from swooletw.constants import PROCESS, SOCK_TCP, Mode, SockType
 from swooletw.events import PORT_EVENTS, EventError, adaptArity, canonicalEvent
 from swooletw.timer import Timers
 

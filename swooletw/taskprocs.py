@@ -31,8 +31,7 @@ from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from swooletw import process
-from swooletw.channel import Channel, ChannelFactory
+from swooletw.channel import Channel
 from swooletw.tasks import TaskError, TaskPool, _Finish, _isAsync, checkTaskData
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -338,18 +337,13 @@ def runTaskWorker(serv: Server, workerId: int, channelFd: int, masterPid: int, d
     The whole life of a forked task worker process; returns its exit
     status.
     """
-    import socket
-
     from swooletw.connection import ConnectionTable
     from swooletw.router import WorkerRouter
+    from swooletw.worker import adoptChannel, becomeChild
 
-    process.dieWithParent(masterPid)
-    process.closeInheritedDescriptors([channelFd])
-    reactor = process.freshReactor()
-    serv._becomeWorker(workerId, reactor)
+    reactor = becomeChild(serv, workerId, f"swooletw: task worker {workerId}", masterPid, [channelFd])
     serv._taskProcess = True
     serv._taskDispatcher = None  # the master's, inherited by the fork
-    process.setProcessTitle(f"swooletw: task worker {workerId}")
     channel = Channel({}, lambda reason: _stop(reactor))
     serv._table = ConnectionTable(1, 0)
     serv._connection = serv._table.get
@@ -360,9 +354,7 @@ def runTaskWorker(serv: Server, workerId: int, channelFd: int, masterPid: int, d
     channel.handlers.update(router.handlers())
     channel.handlers["runtask"] = service.runTask
     channel.handlers["stop"] = lambda: _stop(reactor)
-    sock = socket.socket(fileno=channelFd)
-    reactor.adoptStreamConnection(sock.fileno(), socket.AF_UNIX, ChannelFactory(channel))
-    sock.close()
+    adoptChannel(reactor, channelFd, channel)
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()

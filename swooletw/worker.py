@@ -229,6 +229,30 @@ def stopReactor(reactor: Any) -> None:
         pass
 
 
+def becomeChild(serv: Server, workerId: int, title: str, masterPid: int, keep: list[int]) -> Any:
+    """
+    What every forked child does first: die with the master, close what it
+    inherited but C{keep}, start a fresh reactor, take its id and title.
+
+    @return: the new reactor.
+    """
+    process.dieWithParent(masterPid)
+    process.closeInheritedDescriptors(keep)
+    reactor = process.freshReactor()
+    serv._becomeWorker(workerId, reactor)
+    process.setProcessTitle(title)
+    return reactor
+
+
+def adoptChannel(reactor: Any, channelFd: int, channel: Channel) -> None:
+    """
+    Run C{channel} over this child's end of the socketpair to the master.
+    """
+    sock = socket.socket(fileno=channelFd)
+    reactor.adoptStreamConnection(sock.fileno(), socket.AF_UNIX, ChannelFactory(channel))
+    sock.close()
+
+
 def runWorker(
     serv: Server,
     workerId: int,
@@ -242,11 +266,10 @@ def runWorker(
     The whole life of a forked worker; returns its exit status.  Called in
     the child right after C{fork()}; never returns to the master's code.
     """
-    process.dieWithParent(masterPid)
-    process.closeInheritedDescriptors([channelFd] + [s.fileno for s in sockets])
-    reactor = process.freshReactor()
-    serv._becomeWorker(workerId, reactor)
-    process.setProcessTitle(f"swooletw: worker {workerId}")
+    reactor = becomeChild(
+        serv, workerId, f"swooletw: worker {workerId}", masterPid,
+        [channelFd] + [s.fileno for s in sockets],
+    )
 
     def lost(reason: Any) -> None:
         stopReactor(reactor)
@@ -263,9 +286,7 @@ def runWorker(
             signum,
             lambda s, f, only=onlyTaskWorkers: reactor.callFromThread(channel.send, "reload", only),
         )
-    sock = socket.socket(fileno=channelFd)
-    reactor.adoptStreamConnection(sock.fileno(), socket.AF_UNIX, ChannelFactory(channel))
-    sock.close()
+    adoptChannel(reactor, channelFd, channel)
     service = WorkerService(serv, sockets, channel)
     serv._service = service
     try:

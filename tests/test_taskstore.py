@@ -5,7 +5,6 @@ lost, across a dead worker and a dead server.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
