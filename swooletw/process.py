@@ -106,8 +106,6 @@ def setProcessTitle(title: str) -> None:
     """
     Show the process's role in C{ps} and C{top} (C{swooletw: worker 0}).
     """
-    try:
-        import setproctitle
-    except ImportError:  # pragma: no cover - a dependency, but keep going
-        return
+    import setproctitle
+
     setproctitle.setproctitle(title)
