@@ -314,7 +314,9 @@ class MasterService(Service):
                 "taskdone": lambda taskId, ok, result: self.dispatcher.done(workerId, taskId, ok, result),
             }
         return {
-            "task": lambda taskId, src, data: self.dispatcher.submitted(workerId, taskId, src, data),
+            "task": lambda taskId, src, data, dst=-1: self.dispatcher.submitted(
+                workerId, taskId, src, data, dst
+            ),
         }
 
     def _sendTo(self, workerId: int, kind: str, *args: Any) -> bool:

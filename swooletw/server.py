@@ -533,17 +533,21 @@ class Server:
         C{False} when the queue is full.  The result reaches C{callback(serv,
         task_id, result)} or the C{finish} event.
 
+        With task worker processes, C{dst_worker_id} picks the one to run
+        it (it waits for that one); task threads are interchangeable.
+
         @raise NoTaskWorkers: without C{task_worker_num}.
         @raise TypeError: for data that is not JSON-like or bytes.
+        @raise ValueError: for a C{dst_worker_id} that is not a task worker.
         """
-        return self._taskPool().submit(data, callback)
+        return self._taskPool().submit(data, callback, dst=dst_worker_id)
 
     def taskwait(self, data: Any, timeout: float = 0.5, dst_worker_id: int = -1) -> Any:
         """
         Run a task and get a Deferred with its result; it fails with
         L{TaskTimeout} after C{timeout} seconds, or with the task's error.
         """
-        return self._taskPool().wait(data, timeout)
+        return self._taskPool().wait(data, timeout, dst_worker_id)
 
     def taskWaitMulti(self, tasks: list[Any], timeout: float = 0.5) -> Any:
         """

@@ -73,11 +73,11 @@ class ProcessTaskPool(TaskPool):
             del own[shared]
         return own
 
-    def run(self, taskId: int, data: Any, src: int | None = None) -> defer.Deferred[Any]:
+    def run(self, taskId: int, data: Any, src: int | None = None, dst: int = -1) -> defer.Deferred[Any]:
         waiting: defer.Deferred[Any] = defer.Deferred()
         self._waiting[taskId] = waiting
         self.running += 1
-        self.channel.send("task", taskId, self.serv.worker_id if src is None else src, data)
+        self.channel.send("task", taskId, self.serv.worker_id if src is None else src, data, dst)
         return waiting
 
     def gotResult(self, taskId: int, ok: bool, result: Any) -> None:
@@ -105,20 +105,28 @@ class TaskDispatcher:
 
     def __init__(self, send: Callable[..., bool]) -> None:
         self.send = send
-        #: (worker to answer, task id, source worker id, data)
+        #: (worker to answer, task id, source worker id, data), for any
+        #: task worker
         self.queue: deque[tuple[int, int, int, Any]] = deque()
+        #: the same, for one task worker (Swoole's dst_worker_id)
+        self.targeted: dict[int, deque[tuple[int, int, int, Any]]] = {}
         self.idle: deque[int] = deque()
         self.running: dict[int, tuple[int, int, int, Any]] = {}
         #: task workers asked to stop: no new task until their successor
         #: reports ready
         self.retiring: set[int] = set()
 
-    def submitted(self, replyTo: int, taskId: int, src: int, data: Any) -> None:
+    def submitted(self, replyTo: int, taskId: int, src: int, data: Any, dst: int = -1) -> None:
         """
         Worker C{replyTo} asked for a task (C{src} is the worker that first
-        asked: another one for a task run again after its death).
+        asked: another one for a task run again after its death), for task
+        worker C{dst} or any (-1).
         """
-        self.queue.append((replyTo, taskId, src, data))
+        task = (replyTo, taskId, src, data)
+        if dst == -1:
+            self.queue.append(task)
+        else:
+            self.targeted.setdefault(dst, deque()).append(task)
         self.dispatch()
 
     def ready(self, taskWorkerId: int, started: bool = False) -> None:
@@ -170,16 +178,21 @@ class TaskDispatcher:
 
     def dispatch(self) -> None:
         """
-        Hand queued tasks to idle task workers, longest idle first.
+        Hand queued tasks to idle task workers, longest idle first: a task
+        for that task worker before one for any.
         """
-        while self.queue and self.idle:
-            taskWorkerId = self.idle.popleft()
-            task = self.queue.popleft()
+        for taskWorkerId in list(self.idle):
+            mine = self.targeted.get(taskWorkerId)
+            queue = mine if mine else self.queue
+            if not queue:
+                continue
+            task = queue.popleft()
             replyTo, taskId, src, data = task
             if self.send(taskWorkerId, "runtask", taskId, src, data):
+                self.idle.remove(taskWorkerId)
                 self.running[taskWorkerId] = task
             else:
-                self.queue.appendleft(task)
+                queue.appendleft(task)
 
     def stats(self) -> dict[str, int]:
         """
@@ -187,7 +200,7 @@ class TaskDispatcher:
         """
         return {
             "tasking_num": len(self.running),
-            "task_queue_num": len(self.queue),
+            "task_queue_num": len(self.queue) + sum(map(len, self.targeted.values())),
             "task_idle_worker_num": len(self.idle),
         }
 

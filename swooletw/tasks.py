@@ -145,9 +145,10 @@ class TaskPool:
         if self.store is not None:
             self.store.close()
 
-    def run(self, taskId: int, data: Any, src: int | None = None) -> defer.Deferred[Any]:
+    def run(self, taskId: int, data: Any, src: int | None = None, dst: int = -1) -> defer.Deferred[Any]:
         """
-        Run one task; fires with its result (or fails with its error).
+        Run one task (on task worker C{dst} where that means something);
+        fires with its result (or fails with its error).
         """
         raise NotImplementedError()
 
@@ -198,7 +199,11 @@ class TaskPool:
     # ------------------------------------------------------------ submit
 
     def submit(
-        self, data: Any, callback: Callable[..., Any] | None = None, always: bool = False
+        self,
+        data: Any,
+        callback: Callable[..., Any] | None = None,
+        always: bool = False,
+        dst: int = -1,
     ) -> int | bool:
         """
         Queue a task.
@@ -207,10 +212,13 @@ class TaskPool:
             C{finish} event.
         @param always: deliver even a C{None} result (Swoole fires
             C{finish} only for a return value or C{finish()}).
+        @param dst: the task worker id to run it (C{-1}: any).
         @return: its id, or C{False} if the queue is full.
         @raise TypeError: for data a task cannot take.
+        @raise ValueError: for a C{dst} that is not a task worker id.
         """
         checkTaskData(data)
+        self.checkDestination(dst)
         if self.pending >= self.queueMax:
             self.refused += 1
             self.log.warn(
@@ -222,8 +230,21 @@ class TaskPool:
         else:
             taskId = next(self._ids)
         self.pending += 1
-        self.run(taskId, data).addBoth(self._completed, taskId, callback, always)
+        self.run(taskId, data, dst=dst).addBoth(self._completed, taskId, callback, always)
         return taskId
+
+    def checkDestination(self, dst: int) -> None:
+        """
+        C{dst_worker_id} is C{-1} or a task worker id.
+
+        @raise ValueError: otherwise.
+        """
+        first = self.serv.setting["worker_num"]
+        if dst != -1 and not first <= dst < first + self.size:
+            raise ValueError(
+                f"dst_worker_id {dst} is not a task worker id "
+                f"({first}..{first + self.size - 1}, or -1 for any)"
+            )
 
     def _completed(
         self, result: Any, taskId: int, callback: Callable[..., Any] | None, always: bool
@@ -245,7 +266,7 @@ class TaskPool:
 
     # ------------------------------------------------------------- waits
 
-    def wait(self, data: Any, timeout: float) -> defer.Deferred[Any]:
+    def wait(self, data: Any, timeout: float, dst: int = -1) -> defer.Deferred[Any]:
         """
         C{taskwait}: a Deferred with the task's result, failing with
         L{TaskTimeout} after C{timeout} seconds (the task goes on), or with
@@ -260,7 +281,7 @@ class TaskPool:
                 else:
                     waited.callback(result)
 
-        taskId = self.submit(data, done, always=True)
+        taskId = self.submit(data, done, always=True, dst=dst)
         if taskId is False:
             return defer.fail(TaskError("task queue full (task_queue_max)"))
 
@@ -318,10 +339,11 @@ class ThreadTaskPool(TaskPool):
         self.threadpool.stop()
         super().stop()
 
-    def run(self, taskId: int, data: Any, src: int | None = None) -> defer.Deferred[Any]:
+    def run(self, taskId: int, data: Any, src: int | None = None, dst: int = -1) -> defer.Deferred[Any]:
         """
         Run the C{task} handler for one task: on the reactor for an
-        C{async def}, else in a task thread.  Fires with the task's result.
+        C{async def}, else in a task thread (threads are interchangeable:
+        C{dst} only has to name one).  Fires with the task's result.
         """
         handler = self.serv._taskHandler()
         if src is None:

@@ -75,6 +75,24 @@ class TaskDispatcherTests(SynchronousTestCase):
         self.send = FakeSend()
         self.dispatcher = TaskDispatcher(self.send)
 
+    def test_targetedWaitsForItsTaskWorker(self) -> None:
+        """
+        A task for task worker 3 (dst_worker_id) goes to 3 only, even when
+        2 is idle; 2 keeps taking untargeted ones.
+        """
+        d = self.dispatcher
+        d.ready(2)
+        d.submitted(0, 1, 0, "for-3", 3)
+        self.assertEqual(self.send.take(), [])
+        d.submitted(0, 2, 0, "any")
+        self.assertEqual(self.send.take(), [(2, "runtask", 2, 0, "any")])
+        d.submitted(1, 3, 1, "any-2")
+        self.assertEqual(d.stats()["task_queue_num"], 2)
+        d.ready(3)
+        self.assertEqual(self.send.take(), [(3, "runtask", 1, 0, "for-3")])
+        d.done(3, 1, True, "ok")
+        self.assertEqual(self.send.take(), [(0, "taskresult", 1, True, "ok"), (3, "runtask", 3, 1, "any-2")])
+
     def test_queuedInOrder(self) -> None:
         """
         With no idle task worker, tasks wait in the order they came; one
@@ -271,7 +289,7 @@ class ProcessTaskPoolTests(SynchronousTestCase):
         as pending; the result reaches C{finish}.
         """
         taskId = self.pool.submit({"to": "x"})
-        self.assertEqual(self.channel.sent, [("task", taskId, 1, {"to": "x"})])
+        self.assertEqual(self.channel.sent, [("task", taskId, 1, {"to": "x"}, -1)])
         self.assertEqual(self.pool.pending, 1)
         # How busy the task processes are is the master's to say.
         self.assertNotIn("tasking_num", self.pool.stats())
@@ -300,7 +318,7 @@ class ProcessTaskPoolTests(SynchronousTestCase):
         C{taskwait} fires with the result that comes back from the master.
         """
         waited = self.pool.wait("x", 1.0)
-        [(_, taskId, _, _)] = self.channel.sent
+        [(_, taskId, _, _, _)] = self.channel.sent
         self.pool.gotResult(taskId, True, {"r": 1})
         self.assertEqual(self.successResultOf(waited), {"r": 1})
 
@@ -429,6 +447,23 @@ class ProcessTaskTests(TaskProcessTestsMixin, TestCase):
             title = cmdline(pids[workerId])
             self.assertTrue(title.startswith(f"swooletw: worker {workerId}"), title)
         self.assertNoErrors(server)
+
+    def test_dstWorkerId(self) -> None:
+        """
+        task(data, dst_worker_id) runs on that task worker process, every
+        time, from either worker.
+        """
+        server = self.start()
+        taskPids = self.taskWorkerPids(server)
+        clients = clientsOnBothWorkers(self, server.port)
+        for workerId, (client, _askerPid, _) in sorted(clients.items()):
+            for dst in (3, 3, 2, 3):
+                reply = client.request(f"taskto {dst} " + json.dumps({"op": "echo", "value": dst}))
+                taskId = reply.split()[2]
+                line = client.readLine(timeout=5)
+                self.assertTrue(line.startswith(f"FINISH {taskId} "), line)
+                _kind, value = parseOutcome(line.split(" ", 2)[2])
+                self.assertEqual((value["tw"], value["pid"]), (dst, taskPids[dst]))
 
     def test_apiFromEitherWorker(self) -> None:
         """

@@ -184,6 +184,16 @@ class TaskAPITests(SynchronousTestCase):
         gate.callback(None)
         self.assertEqual(serv.task(3), 3)
 
+    def test_dstWorkerIdChecked(self) -> None:
+        """dst_worker_id must be -1 or a task worker id; threads run it anyway."""
+        serv = taskServer(worker_num=1, task_worker_num=2)
+        serv.on("task", lambda serv, taskId, src, data: data)
+        ServerHarness(serv)
+        self.assertEqual(self.successResultOf(serv.taskwait("x", 1, dst_worker_id=2)), "x")
+        e = self.assertRaises(ValueError, serv.task, "x", 3)
+        self.assertIn("1..2", str(e))
+        self.assertRaises(ValueError, serv.task, "x", 0)
+
     def test_badDataRefused(self) -> None:
         """Data that is not JSON-like or bytes raises TypeError at task()."""
         serv = taskServer()

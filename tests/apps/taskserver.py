@@ -183,6 +183,12 @@ def on_receive(serv, fd, reactor_id, data):
         if taskId is not False:
             askers[taskId] = fd
         reply = f"TASKID {serv.worker_id} {taskId}"
+    elif command == "taskto":
+        dst, _, payload = rest.partition(" ")
+        taskId = serv.task(json.loads(payload), int(dst))
+        if taskId is not False:
+            askers[taskId] = fd
+        reply = f"TASKID {serv.worker_id} {taskId}"
     elif command == "tasks":
         ids = []
         for item in json.loads(rest):
