@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
@@ -456,6 +456,42 @@ def have_module(mod: str, env: Optional[dict] = None, probe: str = "") -> Callab
     return check
 
 
+def loadgen_result(lg: Any, out: str, other: list, row: Any, measured: bool = True) -> Any:
+    """
+    loadgen's JSON result, or None with row.failed saying why (it failed,
+    printed no JSON, or got no reply in the measured window; `measured`
+    False also counts as the latter).
+    """
+    if lg.returncode != 0:
+        row.failed = f"loadgen exit {lg.returncode}: {' | '.join(other)[-300:]}"
+        return None
+    try:
+        res = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        row.failed = f"loadgen printed no JSON: {out[-200:]!r}"
+        return None
+    if not res.get("msgs") or not measured:
+        row.failed = (f"no replies in the measured window (errors={res.get('errors')}, "
+                      f"conns_alive={res.get('conns_alive')})")
+        return None
+    return res
+
+
+def error_and_noise_notes(where: str, x: dict, conns: int, duration: float) -> list:
+    """
+    The notes every scenario adds for a row: loadgen errors or lost
+    connections, and other processes' CPU during the window.
+    """
+    notes = []
+    if x.get("errors") or x.get("conns_alive", conns) != conns:
+        notes.append(f"{where}: errors={x.get('errors')} (conn_errors={x.get('conn_errors')}, "
+                     f"mismatches={x.get('mismatches')}), conns_alive={x.get('conns_alive')}")
+    if x.get("other_cpu_pct", 0) > noisy_limit(duration):
+        notes.append(f"{where}: {x['other_cpu_pct']:.0f}% of a CPU was used by other "
+                     "processes/kernel work during the window (noisy row)")
+    return notes
+
+
 def noisy_limit(duration: float) -> float:
     return OTHER_BUSY_PCT + 6.0 / duration
 
@@ -506,17 +542,8 @@ def run_one(row: Row, args, loadgen: str, log_name: str) -> None:
             lg.wait()
         finally:
             watchdog.cancel()
-        if lg.returncode != 0:
-            row.failed = f"loadgen exit {lg.returncode}: {' | '.join(other)[-300:]}"
-            return
-        try:
-            res = json.loads(out.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            row.failed = f"loadgen printed no JSON: {out[-200:]!r}"
-            return
-        if not res.get("msgs"):
-            row.failed = (f"no replies in the measured window (errors={res.get('errors')}, "
-                          f"conns_alive={res.get('conns_alive')})")
+        res = loadgen_result(lg, out, other, row)
+        if res is None:
             return
         if "MEASURE_START" not in snaps or "MEASURE_END" not in snaps:
             row.failed = "missing MEASURE_START/MEASURE_END from loadgen"
@@ -593,18 +620,11 @@ def render(scenario: Scenario, rows: list, args, command: str, started: str, ela
                       _fmt(r.us_per_msg, 2), _fmt(r.user_us_per_msg, 2),
                       _fmt(x["server_cpu_pct"], 0),
                       _fmt(x["loadgen_cpu_pct"], 0)]
-            if x.get("errors") or x.get("conns_alive", r.load.conns) != r.load.conns:
-                notes.append(f"{r.server.name} {r.server.framing} {r.load.size} B inflight "
-                             f"{r.load.inflight}: errors={x.get('errors')} (conn_errors="
-                             f"{x.get('conn_errors')}, mismatches={x.get('mismatches')}), "
-                             f"conns_alive={x.get('conns_alive')}")
             where = f"{r.server.name} {r.server.framing} {r.load.size} B inflight {r.load.inflight}"
             if x["loadgen_cpu_pct"] > LOADGEN_BUSY_PCT:
                 notes.append(f"{where}: loadgen used {x['loadgen_cpu_pct']:.0f}% of its CPU, "
                              "it may have limited the rate")
-            if x.get("other_cpu_pct", 0) > noisy_limit(args.duration):
-                notes.append(f"{where}: {x['other_cpu_pct']:.0f}% of a CPU was used by other "
-                             "processes/kernel work during the window (noisy row)")
+            notes.extend(error_and_noise_notes(where, x, r.load.conns, args.duration))
             if (x["server_cpu_pct"] < SERVER_BUSY_PCT and x["loadgen_cpu_pct"] < LOADGEN_BUSY_PCT
                     and x.get("server_procs", 1) == 1):
                 notes.append(f"{where}: neither the server ({x['server_cpu_pct']:.0f}%) nor loadgen "

@@ -211,17 +211,9 @@ def run_one(row, args, loadgen: str, log_name: str) -> None:
             lg.wait()
         finally:
             watchdog.cancel()
-        if lg.returncode != 0:
-            row.failed = f"loadgen exit {lg.returncode}: {' | '.join(other)[-300:]}"
-            return
-        try:
-            res = json.loads(out.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            row.failed = f"loadgen printed no JSON: {out[-200:]!r}"
-            return
-        if not res.get("msgs") or "MEASURE_END" not in snaps or "MEASURE_START" not in snaps:
-            row.failed = (f"no replies in the measured window (errors={res.get('errors')}, "
-                          f"conns_alive={res.get('conns_alive')})")
+        res = bl.loadgen_result(lg, out, other, row,
+                                measured="MEASURE_END" in snaps and "MEASURE_START" in snaps)
+        if res is None:
             return
 
         # drain: the load has stopped; wait (bounded) until every accepted task finished
@@ -386,12 +378,7 @@ def render(scenario, rows, args, command, started, elapsed):
                          "divides by accepted tasks only")
         if x.get("failed_total"):
             notes.append(f"{where}: {x['failed_total']:,} tasks failed")
-        if x.get("errors") or x.get("conns_alive", r.load.conns) != r.load.conns:
-            notes.append(f"{where}: errors={x.get('errors')} (conn_errors={x.get('conn_errors')}, "
-                         f"mismatches={x.get('mismatches')}), conns_alive={x.get('conns_alive')}")
-        if x.get("other_cpu_pct", 0) > bl.noisy_limit(args.duration):
-            notes.append(f"{where}: {x['other_cpu_pct']:.0f}% of a CPU was used by other "
-                         "processes/kernel work during the window (noisy row)")
+        notes.extend(bl.error_and_noise_notes(where, x, r.load.conns, args.duration))
         if x["loadgen_cpu_pct"] > bl.LOADGEN_BUSY_PCT:
             notes.append(f"{where}: loadgen used {x['loadgen_cpu_pct']:.0f}% of a CPU, it may "
                          "have limited the rate")

@@ -172,12 +172,7 @@ def render_workers(scenario, rows, args, command, started, elapsed):
             notes.append(f"{where}: " + "; ".join(
                 f"{p['title'].replace('swooletw: ', '') or p['pid']} {p['cpu_pct']:.0f}% CPU, "
                 f"{p['conns']} conns" for p in procs))
-        if x.get("errors") or x.get("conns_alive", r.load.conns) != r.load.conns:
-            notes.append(f"{where}: errors={x.get('errors')} (conn_errors={x.get('conn_errors')}, "
-                         f"mismatches={x.get('mismatches')}), conns_alive={x.get('conns_alive')}")
-        if x.get("other_cpu_pct", 0) > bl.noisy_limit(args.duration):
-            notes.append(f"{where}: {x['other_cpu_pct']:.0f}% of a CPU was used by other "
-                         "processes/kernel work during the window (noisy row)")
+        notes.extend(bl.error_and_noise_notes(where, x, r.load.conns, args.duration))
         if "server_exited" in x:
             notes.append(f"{where}: server exited ({x['server_exited']}) during the run")
         if x["msgs"] and x.get("server_minflt", 0) / x["msgs"] > 0.05:
@@ -641,7 +636,7 @@ def render_reload(runs, args, command, started, elapsed):
         refused = sum(x["loadgen"]["connect_failures"] + x["probes"]["refused"] for x in ok)
         ans = [x["serving_ms"] for x in ok if x["serving_ms"] is not None]
         lines += ["", "Summary:", "",
-                  f"- reload time (all new workers answering): "
+                  "- reload time (all new workers answering): "
                   + (f"{min(ans):.0f}-{max(ans):.0f} ms" if ans else "–")
                   + f" over {len(ok)} runs; refused connects in total: {refused}; connections "
                   f"closed by the old workers per run: "

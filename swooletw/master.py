@@ -43,7 +43,7 @@ from swooletw.constants import UDP_TYPES as _UDP
 from swooletw.events import invoke
 from swooletw.router import MasterRouter
 from swooletw.taskprocs import TaskDispatcher, runTaskWorker
-from swooletw.service import ListenError, ServerService
+from swooletw.service import ListenError, endpointFor, listenNow
 from swooletw.worker import ListeningSocket, runWorker, stopReactor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -123,7 +123,6 @@ class MasterService(Service):
 
     def _bindAll(self) -> None:
         reactor = self.serv.reactor
-        helper = ServerService(self.serv)
         for port in self.serv.ports:
             settings = port.effectiveSettings()
             _settings.checkFraming(settings)
@@ -133,7 +132,7 @@ class MasterService(Service):
                     "ssl_key_file on the port instead of an ssl: endpoint"
                 )
             try:
-                listening = self._bindOne(reactor, helper, port, settings)
+                listening = self._bindOne(reactor, port, settings)
             except Exception as e:
                 self._closeSockets()
                 where = port.endpoint or f"{port.host}:{port.port}"
@@ -148,20 +147,14 @@ class MasterService(Service):
                 )
             )
 
-    def _bindOne(self, reactor: Any, helper: ServerService, port: Any, settings: dict[str, Any]) -> Any:
+    def _bindOne(self, reactor: Any, port: Any, settings: dict[str, Any]) -> Any:
         if port.type in _UDP:
             from twisted.internet.protocol import DatagramProtocol
 
             return reactor.listenUDP(port.port, DatagramProtocol(), interface=port.host)
+        # The workers do TLS themselves, over the plain socket.
         plain = dict(settings, ssl_cert_file=None, ssl_key_file=None)
-        endpoint = helper._endpoint(reactor, port, plain)
-        listened: list[Any] = []
-        endpoint.listen(_NoConnections()).addBoth(listened.append)
-        if not listened or isinstance(listened[0], Exception):
-            raise ListenError("the endpoint did not listen synchronously")
-        if hasattr(listened[0], "raiseException"):
-            listened[0].raiseException()
-        return listened[0]
+        return listenNow(endpointFor(reactor, port, plain), _NoConnections())
 
     def _closeSockets(self) -> defer.Deferred[Any]:
         listening, self._listening = self._listening, []

@@ -56,6 +56,39 @@ def _tlsContext(certFile: str, keyFile: str) -> Any:
     return ssl.PrivateCertificate.loadPEM(pem).options()
 
 
+def endpointFor(reactor: Any, port: Port, settings: dict[str, Any]) -> Any:
+    """
+    The server endpoint of a TCP port: its endpoint string, or TCP, TCP6 or
+    TLS (C{ssl_cert_file}) on its host and port with its C{backlog}.
+    """
+    if port.endpoint is not None:
+        return serverFromString(reactor, port.endpoint)
+    backlog = settings["backlog"]
+    if settings["ssl_cert_file"]:
+        context = _tlsContext(settings["ssl_cert_file"], settings["ssl_key_file"])
+        return SSL4ServerEndpoint(reactor, port.port, context, backlog, port.host)
+    if port.type == SOCK_TCP6 or ":" in port.host:
+        return TCP6ServerEndpoint(reactor, port.port, backlog, port.host)
+    return TCP4ServerEndpoint(reactor, port.port, backlog, port.host)
+
+
+def listenNow(endpoint: Any, factory: Any) -> Any:
+    """
+    Listen and return the listening port at once.  The stock endpoints
+    listen synchronously; taking the result now makes a bind error raise
+    here instead of sitting in a Deferred nobody waits on.
+
+    @raise ListenError: if the endpoint did not listen synchronously.
+    """
+    listened: list[Any] = []
+    endpoint.listen(factory).addBoth(listened.append)
+    if not listened:
+        raise ListenError("the endpoint did not listen synchronously")
+    if isinstance(listened[0], Failure):
+        listened[0].raiseException()
+    return listened[0]
+
+
 class ServerService(Service):
     """
     Runs a L{Server}: see the module docstring.
@@ -107,28 +140,7 @@ class ServerService(Service):
             return reactor.listenUDP(port.port, protocol, interface=port.host)
         factory = PortFactory(self.serv, port, reactor)
         self._factories.append(factory)
-        endpoint = self._endpoint(reactor, port, settings)
-        result = endpoint.listen(factory)
-        # The stock endpoints listen synchronously; take the result now so a
-        # bind error surfaces here instead of in a Deferred nobody waits on.
-        listened: list[Any] = []
-        result.addBoth(listened.append)
-        if not listened:
-            raise ListenError("the endpoint did not listen synchronously")
-        if isinstance(listened[0], Failure):
-            listened[0].raiseException()
-        return listened[0]
-
-    def _endpoint(self, reactor: Any, port: Port, settings: dict[str, Any]) -> Any:
-        if port.endpoint is not None:
-            return serverFromString(reactor, port.endpoint)
-        backlog = settings["backlog"]
-        if settings["ssl_cert_file"]:
-            context = _tlsContext(settings["ssl_cert_file"], settings["ssl_key_file"])
-            return SSL4ServerEndpoint(reactor, port.port, context, backlog, port.host)
-        if port.type == SOCK_TCP6 or ":" in port.host:
-            return TCP6ServerEndpoint(reactor, port.port, backlog, port.host)
-        return TCP4ServerEndpoint(reactor, port.port, backlog, port.host)
+        return listenNow(endpointFor(reactor, port, settings), factory)
 
     def factoryFor(self, port: Port) -> PortFactory:
         """

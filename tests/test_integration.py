@@ -239,6 +239,23 @@ class UDPTests(RealServerMixin, TestCase):
     SOCK_UDP: packet(serv, data, client_info) and sendto().
     """
 
+    def askOverUDP(self, port: int, data: bytes) -> tuple[object, Deferred[bytes]]:
+        """
+        Send one datagram from a fresh peer port; the peer's listening port
+        and a Deferred with the first reply (10 s at most).
+        """
+        reply: Deferred[bytes] = Deferred()
+
+        class Peer(DatagramProtocol):
+            def datagramReceived(self, data, addr):
+                if not reply.called:
+                    reply.callback(data)
+
+        peer = reactor.listenUDP(0, Peer(), interface="127.0.0.1")
+        self.addCleanup(peer.stopListening)
+        peer.write(data, ("127.0.0.1", port))
+        return peer, reply.addTimeout(10, reactor)
+
     @inlineCallbacks
     def test_roundTrip(self):
         """A datagram reaches packet() and the reply comes back with sendto()."""
@@ -252,17 +269,8 @@ class UDPTests(RealServerMixin, TestCase):
         serv.on("packet", onPacket)
         self.startServer(serv)
 
-        replies: Deferred[bytes] = Deferred()
-
-        class Peer(DatagramProtocol):
-            def datagramReceived(self, data, addr):
-                replies.callback(data)
-
-        peer = reactor.listenUDP(0, Peer(), interface="127.0.0.1")
-        self.addCleanup(peer.stopListening)
-        peer.write(b"hello", ("127.0.0.1", serv.port))
-        reply = yield replies.addTimeout(10, reactor)
-        self.assertEqual(reply, b"Server: hello")
+        peer, reply = self.askOverUDP(serv.port, b"hello")
+        self.assertEqual((yield reply), b"Server: hello")
         self.assertEqual(infos[0]["port"], peer.getHost().port)
         self.assertEqual(infos[0]["address"], "127.0.0.1")
         self.assertEqual(infos[0]["server_socket"], 0)
@@ -275,16 +283,8 @@ class UDPTests(RealServerMixin, TestCase):
         udp = serv.listen("127.0.0.1", 0, SOCK_UDP)
         udp.on("packet", lambda serv, data, info: serv.sendto(info["address"], info["port"], b"udp:" + data))
         self.startServer(serv)
-        replies: Deferred[bytes] = Deferred()
-
-        class Peer(DatagramProtocol):
-            def datagramReceived(self, data, addr):
-                replies.callback(data)
-
-        peer = reactor.listenUDP(0, Peer(), interface="127.0.0.1")
-        self.addCleanup(peer.stopListening)
-        peer.write(b"x", ("127.0.0.1", udp.port))
-        self.assertEqual((yield replies.addTimeout(10, reactor)), b"udp:x")
+        _peer, reply = self.askOverUDP(udp.port, b"x")
+        self.assertEqual((yield reply), b"udp:x")
         client = yield self.connect(serv.port)
         self.disconnectAtEnd(client)
         client.transport.write(b"y")

@@ -8,7 +8,7 @@ ordinary scripts and web apps.
     with TaskClient("127.0.0.1", 9501) as client:
         reply = client.sendMail("receiver@example.com", "just a test", "This is just a test.")
     if not reply["ok"]:
-        print(reply["error"])
+        raise SystemExit(reply["error"])
 
 Unlike PHP's, it reads the server's reply: C{sendData} returns it as a
 dict (C{{"ok": True, "task_id": 1}} or C{{"ok": False, "error": ...}}).
