@@ -20,7 +20,7 @@ from swooletw.constants import (  # noqa: E402
     SOCK_UDP6,
 )
 from swooletw.events import EventError  # noqa: E402
-from swooletw.server import Port, Server, ServerStateError  # noqa: E402
+from swooletw.api import Port, Server, ServerStateError  # noqa: E402
 from swooletw.settings import SettingError  # noqa: E402
 
 __all__ = [

@@ -23,7 +23,7 @@ from swooletw.constants import (
     UDP_TYPES,
     SockType,
 )
-from swooletw.framing import Framing, RawReceiver
+from swooletw.wire.framing import Framing, RawReceiver
 from swooletw.settings import SettingError
 
 __all__ = [
@@ -241,7 +241,7 @@ class _StandInTransport:
 
 class PacketCollector:
     """
-    Mixin for a framer class of L{swooletw.framing} that queues the whole
+    Mixin for a framer class of L{swooletw.wire.framing} that queues the whole
     packets for blocking reads.
 
     @ivar packets: packets not yet returned, oldest first.

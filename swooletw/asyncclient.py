@@ -11,7 +11,7 @@ and framing, answering with Deferreds instead of blocking.
     packet = await client.recv(timeout=5)
     await client.close()
 
-Packets are split by the server's framers (L{swooletw.framing}): each
+Packets are split by the server's framers (L{swooletw.wire.framing}): each
 packet handed out is whole, framing included, as the server's C{receive}
 gets it.  A packet goes to the oldest pending L{AsyncClient.recv}; with none
 pending, to the C{receive} callback if one is set with L{AsyncClient.on};
@@ -33,7 +33,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from swooletw._clientbase import ClientBase, addressDict, firstGiven, framingErrorCode
-from swooletw.connection import toBytes
+from swooletw.wire import toBytes
 from swooletw.constants import (
     ERROR_CLIENT_NO_CONNECTION,
     ERROR_DNSLOOKUP_RESOLVE_FAILED,
@@ -41,7 +41,7 @@ from swooletw.constants import (
     SOCK_TCP6,
     UDP_TYPES,
 )
-from swooletw.framing import framingFor
+from swooletw.wire.framing import framingFor
 
 __all__ = [
     "AsyncClient",

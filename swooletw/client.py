@@ -16,7 +16,7 @@ such as 111 ECONNREFUSED or 110 ETIMEDOUT, or a Swoole code from
 L{swooletw.constants}) and C{errMsg}; only programming errors (a bad setting
 or socket type) raise.  Data comes back as C{bytes} (PHP strings are bytes);
 C{str} given to C{send} is sent as UTF-8.  Packets are split by the
-server's framers (L{swooletw.framing}), so with framing set C{recv()}
+server's framers (L{swooletw.wire.framing}), so with framing set C{recv()}
 returns one whole packet, framing included, as the server's C{receive}
 gets it.  What it shares with L{swooletw.asyncclient} (settings, socket
 types, error state) is in L{swooletw._clientbase}.
@@ -39,7 +39,7 @@ from swooletw._clientbase import (
     framingErrorCode,
     packetCollector,
 )
-from swooletw.connection import toBytes
+from swooletw.wire import toBytes
 from swooletw.constants import (
     ERROR_DNSLOOKUP_RESOLVE_FAILED,
     SOCK_ASYNC,
@@ -47,7 +47,7 @@ from swooletw.constants import (
     SOCK_TCP,
     SockType,
 )
-from swooletw.framing import framingFor
+from swooletw.wire.framing import framingFor
 
 __all__ = ["Client", "CLIENT_SETTINGS", "checkClientSettings", "PacketCollector"]
 

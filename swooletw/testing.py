@@ -128,24 +128,27 @@ class ServerHarness:
     """
     A started L{Server} on a L{MemoryReactorClock}.
 
-    @param serv: a configured server made with C{reactor=None} (it is given
-        the harness's reactor) or with the harness's C{reactor}.
+    @param serv: a configured server; it runs on the harness's reactor.
+    @param workerId: the worker it plays (C{serv.worker_id}).
     @ivar reactor: the L{MemoryReactorClock}: C{reactor.tcpServers} shows
         what was listened on.
     """
 
-    def __init__(self, serv: Any, reactor: MemoryReactorClock | None = None) -> None:
+    def __init__(self, serv: Any, reactor: MemoryReactorClock | None = None, workerId: int = 0) -> None:
         if reactor is None:
-            reactor = serv._reactor if isinstance(serv._reactor, MemoryReactorClock) else HarnessReactor()
-        if serv._reactor is None:
-            serv._reactor = reactor
+            configured = serv.reactor
+            reactor = configured if isinstance(configured, MemoryReactorClock) else HarnessReactor()
+        serv.adoptReactor(reactor)
         self.reactor = reactor
         self.serv = serv
         # Always one process here: the handlers under test run in this one,
-        # whatever worker_num says.
-        from swooletw.service import ServerService
+        # whatever worker_num and the mode say.
+        from swooletw.runtime.local import ProcessRuntime
+        from swooletw.runtime.single import ServingService
 
-        serv._service = self.service = ServerService(serv)
+        serv.checkStartable()
+        self.runtime = ProcessRuntime(serv, reactor, workerId, shutdown=self._shutdown)
+        self.service = ServingService(serv, self.runtime)
         self.service.taskThreadPool = SynchronousThreadPool()
         self._peerPorts = itertools.count(40000)
         self.service.privilegedStartService()
@@ -181,6 +184,13 @@ class ServerHarness:
                 protocol.datagramReceived(data, peer)
                 return
         raise LookupError(f"port {portIndex} is not a UDP port")
+
+    #: how many times the server asked to shut down
+    shutdowns = 0
+
+    def _shutdown(self) -> bool:
+        self.shutdowns += 1
+        return True
 
     def advance(self, seconds: float) -> None:
         """

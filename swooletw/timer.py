@@ -124,6 +124,15 @@ class Timers:
             self.clear(timerId)
         return count
 
+    def reset(self, clock: IReactorTime | None = None) -> None:
+        """
+        In a forked child: forget every timer (they ran on the parent's
+        reactor) and use C{clock} (default: the global reactor, looked up
+        when first needed) from now on.
+        """
+        self.clearAll()
+        self._clock = clock
+
     def exists(self, timerId: int) -> bool:
         """
         Whether the timer is still scheduled.

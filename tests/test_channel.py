@@ -1,5 +1,5 @@
 """
-L{swooletw.channel}: the master/worker channel's framing and dispatch, over
+L{swooletw.runtime.channel}: the master/worker channel's framing and dispatch, over
 in-memory transports (L{StringTransport} pairs and an L{iosim} pump).
 """
 
@@ -17,7 +17,7 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.test import iosim
 from twisted.trial.unittest import TestCase
 
-from swooletw.channel import Channel, ChannelFactory
+from swooletw.runtime.channel import Channel, ChannelFactory
 
 
 def frame(payload: bytes) -> bytes:

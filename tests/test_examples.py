@@ -56,11 +56,12 @@ class _LoggedTestCase(SynchronousTestCase):
         """
         return [e for e in self.events if e.get("log_namespace") == namespace]
 
-    def harness(self, serv: Any) -> ServerHarness:
+    def harness(self, serv: Any, workerId: int = 0) -> ServerHarness:
         """
-        A started harness for C{serv}, stopped in cleanup.
+        A started harness for C{serv} as worker C{workerId}, stopped in
+        cleanup.
         """
-        harness = ServerHarness(serv)
+        harness = ServerHarness(serv, workerId=workerId)
         self.addCleanup(lambda: self.successResultOf(harness.stop()))
         return harness
 
@@ -255,8 +256,7 @@ class TimerExampleTests(_LoggedTestCase):
         In worker 1, C{workerStart} starts no timer.
         """
         serv = timers.makeServer()
-        serv.worker_id = 1
-        harness = self.harness(serv)
+        harness = self.harness(serv, workerId=1)
         self.assertEqual(len(serv.timers), 0)
         for _ in range(10):
             harness.advance(1)
@@ -268,8 +268,7 @@ class TimerExampleTests(_LoggedTestCase):
         once.
         """
         serv = timers.makeServer()
-        serv.worker_id = 1  # no tick in the way
-        harness = self.harness(serv)
+        harness = self.harness(serv, workerId=1)  # no tick in the way
         harness.connect().write(b"Just a test.")
         harness.advance(2.9)
         self.assertEqual(self.logged(self.NAMESPACE), [])
@@ -285,8 +284,7 @@ class TimerExampleTests(_LoggedTestCase):
         Two receives start two one-off timers.
         """
         serv = timers.makeServer()
-        serv.worker_id = 1
-        harness = self.harness(serv)
+        harness = self.harness(serv, workerId=1)
         client = harness.connect()
         client.write(b"a")
         harness.advance(1)

@@ -1,10 +1,10 @@
 """
-Tests for L{swooletw.framing}.
+Tests for L{swooletw.wire.framing}.
 
 Every protocol here is built the way a port builds one: a PHP-style settings
 dict goes through L{swooletw.settings.normalise} onto
-L{swooletw.settings.defaults}, L{swooletw.framing.framingFor} picks the
-framer, and L{swooletw.framing.Framing.apply} configures the instance, which
+L{swooletw.settings.defaults}, L{swooletw.wire.framing.framingFor} picks the
+framer, and L{swooletw.wire.framing.Framing.apply} configures the instance, which
 is then connected to a L{StringTransport}.  Packets are built with C{struct}
 the way PHP's C{pack()} builds them, independently of the library's own table.
 """
@@ -20,7 +20,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.compat import iterbytes
 from twisted.trial.unittest import SynchronousTestCase
 
-from swooletw import framing, settings
+from swooletw import settings
+from swooletw.wire import framing
 
 # ------------------------------------------------------------------ helpers
 

@@ -14,7 +14,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import DatagramProtocol, Protocol
 from twisted.trial.unittest import TestCase
 
-from swooletw import SOCK_UDP, Server
+from swooletw import BASE, SOCK_UDP, Server
 
 
 class Collector(Protocol):
@@ -55,6 +55,7 @@ class RealServerMixin:
     def startServer(self, serv: Server) -> Server:
         # These tests are about one process; tests/test_workers.py forks.
         serv.set(worker_num=1)
+        serv.mode = BASE
         service = serv.asService()
         service.privilegedStartService()
         service.startService()
@@ -177,7 +178,7 @@ class WritePathTests(RealServerMixin, TestCase):
         startWriting = []
 
         def onConnect(serv, fd, reactorId):
-            transport = serv._table.get(fd).transport
+            transport = serv.runtime.table.get(fd).transport
             original = transport.startWriting
 
             def counted():
@@ -318,7 +319,7 @@ class MultiPortRealTests(RealServerMixin, TestCase):
 
     def test_bindErrorIsClear(self):
         """A port already in use stops start-up with a ListenError naming it."""
-        from swooletw.service import ListenError
+        from swooletw.runtime.endpoints import ListenError
 
         first = Server("127.0.0.1", 0)
         self.startServer(first)

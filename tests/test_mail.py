@@ -23,7 +23,7 @@ from swooletw.mail.config import MailConfig
 from swooletw.mail.events import Event, EventTable
 from swooletw.mail.message import InvalidPacket, buildMessage, checkSendMail
 from swooletw.mail.taskserver import TaskServer, appOf
-from swooletw.server import Server
+from swooletw.api import Server
 from swooletw.testing import HarnessReactor, ServerHarness
 
 MAIL = {"event": "send-mail", "to": "receiver@example.com", "subject": "just a test",

@@ -22,7 +22,7 @@ from swooletw.mail.config import (
 from swooletw.mail.events import Event
 from swooletw.mail.mailer import MaildirMailer, SMTPMailer
 from swooletw.mail.taskserver import TaskServer, appOf, makeServer
-from swooletw.server import Server
+from swooletw.api import Server
 from swooletw.tap import tcp
 
 SECRET = "s3cret-Pa55"

@@ -34,6 +34,7 @@ from twisted.mail.interfaces import IMessageDelivery
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
+from swooletw.constants import BASE
 from swooletw.mail.config import MailConfig, SMTPConfig
 from swooletw.mail.events import Event
 from swooletw.mail.mailer import SMTPMailer
@@ -467,7 +468,8 @@ class MailServerSMTPTests(_SMTPTestCase):
 
     def startMailServer(self, config: MailConfig, events: Any = None) -> TaskServer:
         app = TaskServer("127.0.0.1", 0, config=config, events=events)
-        app.server.set(worker_num=1)
+        app.server.set(worker_num=1, max_request=0, task_max_request=0)
+        app.server.mode = BASE
         service = app.server.asService()
         service.privilegedStartService()
         service.startService()

@@ -176,7 +176,7 @@ class PluginImportCostTests(SynchronousTestCase):
         subcommand is used.
         """
         self.assertEqual(
-            self.importIn("'swooletw.tap.tcp' in sys.modules, 'swooletw.server' in sys.modules"),
+            self.importIn("'swooletw.tap.tcp' in sys.modules, 'swooletw.api.server' in sys.modules"),
             "False False",
         )
 

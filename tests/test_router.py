@@ -1,5 +1,5 @@
 """
-L{swooletw.router}: the connection directory, id blocks, and the batching
+L{swooletw.runtime.router}: the connection directory, id blocks, and the batching
 of operations between workers and the master, with fake channels and a
 L{Clock} as the reactor (one C{clock.advance(0)} is one reactor turn).
 """
@@ -14,8 +14,8 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 
-from swooletw.connection import ConnectionTable
-from swooletw.router import (
+from swooletw.wire.table import ConnectionTable, ServerStats
+from swooletw.runtime.router import (
     BLOCK_SIZE,
     INFO_KEYS,
     Directory,
@@ -94,9 +94,12 @@ def workerRouter(
     A worker's router on its own table (ids from C{block}), as
     C{runWorker} wires it.
     """
-    serv = SimpleNamespace(reactor=clock, _table=ConnectionTable(*blockRange(block)))
-    router = WorkerRouter(serv, workerId, channel if channel is not None else FakeChannel(), Directory())
-    serv._table.listener = router
+    table = ConnectionTable(*blockRange(block))
+    serv = SimpleNamespace(reactor=clock, table=table, counters=ServerStats())
+    router = WorkerRouter(
+        clock, workerId, channel if channel is not None else FakeChannel(), Directory(), table, serv.counters
+    )
+    table.listener = router
     return router, serv
 
 
@@ -107,8 +110,8 @@ def openConnections(serv: SimpleNamespace, count: int, port: int = 40000) -> lis
     """
     opened = []
     for i in range(count):
-        connection = FakeConnection(serv._table.allocate(), port + i)
-        serv._table.add(connection)
+        connection = FakeConnection(serv.table.allocate(), port + i)
+        serv.table.add(connection)
         opened.append(connection)
     return opened
 
@@ -334,7 +337,7 @@ class MasterRouterTests(TestCase):
     def test_relayToUnknownDropped(self) -> None:
         """
         A relayed operation on an fd no worker owns (closed meanwhile) is
-        dropped, logged at debug level.
+        dropped, with no log line per fd.
         """
         self.populate()
         with capturedLogs() as events:
@@ -344,8 +347,8 @@ class MasterRouterTests(TestCase):
             self.clock.advance(0)
         for channel in self.channels.values():
             self.assertEqual(channel.sent, [])
-        debug = [formatEvent(e) for e in events if e["log_level"] == LogLevel.debug]
-        self.assertTrue(any("999" in text and "dropped" in text for text in debug), debug)
+        # Counted by the process that asked, not logged per fd.
+        self.assertEqual([formatEvent(e) for e in events], [])
 
     def test_manySendsOneMessagePerOwner(self) -> None:
         """
@@ -408,19 +411,23 @@ class MasterRouterTests(TestCase):
         self.clock.advance(0)
         self.assertEqual(fresh.batches(), [([], [], [(196609, b"hi")], [])])
 
-    def test_shareStats(self) -> None:
+    def test_statsOnDemand(self) -> None:
         """
-        Every worker gets the counters of all workers, and the task
-        processes' state.
+        Pings send nothing back; a worker that asks ("wantstats") gets the
+        counters of all workers, and only that worker.
         """
-        self.master.gotStats(0, {"accept_count": 1})
-        self.master.gotStats(2, {"accept_count": 4})
-        self.master.shareStats({"tasking_num": 1})
-        for channel in self.channels.values():
-            self.assertEqual(
-                channel.sent,
-                [("allstats", ({0: {"accept_count": 1}, 2: {"accept_count": 4}}, {"tasking_num": 1}))],
-            )
+        master = MasterRouter(self.clock, lambda: {"tasking_num": 1})
+        for workerId, channel in self.channels.items():
+            master.attach(workerId, channel)
+        master.gotStats(0, {"accept_count": 1})
+        master.gotStats(2, {"accept_count": 4})
+        self.assertEqual([c.sent for c in self.channels.values()], [[]] * len(self.channels))
+        master.handlersFor(2)["wantstats"]()
+        self.assertEqual(
+            self.channels[2].sent,
+            [("allstats", ({0: {"accept_count": 1}, 2: {"accept_count": 4}}, {"tasking_num": 1}))],
+        )
+        self.assertEqual(self.channels[0].sent, [])
 
 
 class WorkerRouterTests(TestCase):
@@ -441,7 +448,7 @@ class WorkerRouterTests(TestCase):
         reach the master in one message at the end of the turn.
         """
         first, second = openConnections(self.serv, 2)
-        self.serv._table.remove(first.fd)
+        self.serv.table.remove(first.fd)
         self.assertEqual(self.channel.sent, [])
         self.clock.advance(0)
         [batch] = self.channel.batches()
@@ -481,8 +488,8 @@ class WorkerRouterTests(TestCase):
             self.assertFalse(self.router.close(424242, False))
         self.clock.advance(0)
         self.assertEqual(self.channel.sent, [])
-        debug = [formatEvent(e) for e in events if e["log_level"] == LogLevel.debug]
-        self.assertTrue(any("424242" in text and "dropped" in text for text in debug), debug)
+        # Counted by the runtime (closed_send_count), not logged per fd.
+        self.assertEqual([formatEvent(e) for e in events], [])
 
     def test_receivedDirectoryChanges(self) -> None:
         """
@@ -506,17 +513,16 @@ class WorkerRouterTests(TestCase):
     def test_relayedToClosedFdDropped(self) -> None:
         """
         A relayed send or close to a connection that closed meanwhile is
-        dropped with a debug log, no error.
+        dropped and counted, with no log line.
         """
         [connection] = openConnections(self.serv, 1)
-        self.serv._table.remove(connection.fd)
+        self.serv.table.remove(connection.fd)
         with capturedLogs() as events:
             self.router.received([], [], [(connection.fd, b"late")], [(connection.fd, False)])
         self.assertEqual(connection.sent, [])
         self.assertEqual(connection.closed, [])
-        debug = [formatEvent(e) for e in events if e["log_level"] == LogLevel.debug]
-        self.assertTrue(any(f"fd {connection.fd} dropped" in text for text in debug), debug)
-        self.assertEqual([e for e in events if e["log_level"] >= LogLevel.warn], [])
+        self.assertEqual(self.serv.counters.closed_send_count, 1)
+        self.assertEqual([formatEvent(e) for e in events], [])
 
     def test_asksForBlockWhenHalfUsed(self) -> None:
         """
@@ -524,7 +530,7 @@ class WorkerRouterTests(TestCase):
         of its ids are left, once, and uses the block it gets when its own
         runs out.
         """
-        table = self.serv._table
+        table = self.serv.table
         for _ in range(BLOCK_SIZE // 2 - 1):
             table.allocate()
         openConnections(self.serv, 1)
@@ -556,6 +562,20 @@ class WorkerRouterTests(TestCase):
         self.assertEqual(self.router.stats, {0: {"a": 1}, 1: {"a": 2}})
         self.assertEqual(self.router.taskStats, {"task_idle_worker_num": 2})
         self.assertEqual(sorted(self.router.handlers()), ["allstats", "batch", "block"])
+
+    def test_statsAskedAtMostOncePerPing(self) -> None:
+        """
+        C{stats()} asks the master for the others' counters, then not again
+        until C{worker_ping_interval} has passed.
+        """
+        local = {"start_time": 0, "worker_num": 2, "task_worker_num": 0, "session_round": 0, "accept_count": 3}
+        self.router.gotStats({1: {"accept_count": 4}}, {})
+        self.assertEqual(self.router.serverStats(0, local)["accept_count"], 7)
+        self.router.serverStats(0, local)
+        self.assertEqual(self.channel.sent.count(("wantstats", ())), 1)
+        self.clock.advance(1)
+        self.router.serverStats(0, local)
+        self.assertEqual(self.channel.sent.count(("wantstats", ())), 2)
 
 
 class WiredRoutersTests(TestCase):

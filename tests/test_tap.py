@@ -19,7 +19,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from swooletw.server import Server
+from swooletw.api import Server
+from swooletw.constants import BASE
 from swooletw.tap import tcp
 from swooletw.testing import ServerHarness
 
@@ -85,8 +86,9 @@ def startOnMemoryReactor(testCase: SynchronousTestCase, options: tcp.Options) ->
     reactor = MemoryReactorClock()
     # One process on a memory reactor: the master, which forks, is tested
     # with real processes in tests/test_workers.py.
-    options["server"].set(worker_num=1)
-    options["server"]._reactor = reactor
+    options["server"].set(worker_num=1, max_request=0, task_max_request=0)
+    options["server"].mode = BASE
+    options["server"].adoptReactor(reactor)
     service = tcp.makeService(options)
     service.privilegedStartService()
     service.startService()
@@ -304,7 +306,7 @@ class FramingOptionTests(SynchronousTestCase):
         C{--worker-num 2} sets C{worker_num}; the server then runs as a
         master (L{MasterService}).
         """
-        from swooletw.master import MasterService
+        from swooletw.runtime.master import MasterService
 
         options = parse("--worker-num", "2")
         self.assertEqual(options["server"].setting["worker_num"], 2)
@@ -539,8 +541,9 @@ class MakeServiceTests(SynchronousTestCase):
         Stopping the service ends with it not running.
         """
         reactor = MemoryReactorClock()
-        options = parse("--worker-num", "1")
-        options["server"]._reactor = reactor
+        options = parse("--worker-num", "1", "--setting", "max_request=0", "--setting", "task_max_request=0")
+        options["server"].mode = BASE
+        options["server"].adoptReactor(reactor)
         service = tcp.makeService(options)
         service.privilegedStartService()
         service.startService()

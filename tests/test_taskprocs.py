@@ -1,6 +1,6 @@
 """
 Tests for task worker processes (C{task_worker_mode = "process"},
-L{swooletw.taskprocs}).
+L{swooletw.tasks.processes}).
 
 L{TaskDispatcherTests} and L{ProcessTaskPoolTests} are unit tests with a
 fake send and a fake channel.  The rest run C{tests/apps/taskserver.py} as a
@@ -26,8 +26,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from swooletw import Server
-from swooletw.channel import Channel
-from swooletw.taskprocs import ProcessTaskPool, TaskDispatcher, TaskFailed
+from swooletw.runtime.channel import Channel
+from swooletw.runtime.local import ProcessRuntime
+from swooletw.tasks.processes import ProcessTaskPool, TaskDispatcher, TaskFailed
 from swooletw.testing import HarnessReactor
 from tests.workersupport import (
     LineClient,
@@ -275,13 +276,22 @@ class ProcessTaskPoolTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.serv = Server("127.0.0.1", 9501, reactor=HarnessReactor())
         self.serv.set(PROCESS_TASKS)
-        self.serv.worker_id = 1
         self.finished: list[tuple[int, Any]] = []
         self.serv.on("task", lambda *args: None)
         self.serv.on("finish", lambda serv, taskId, result: self.finished.append((taskId, result)))
         self.channel = FakeChannel()
         self.clock = Clock()
+        self.runtime = ProcessRuntime(self.serv, self.clock, 1)
+        self.serv.attach(self.runtime)
         self.pool = ProcessTaskPool(self.serv, self.clock, self.channel)
+
+    def reconfigure(self, **settings: Any) -> None:
+        """
+        Change settings of the running worker (as between two starts).
+        """
+        self.serv.detach()
+        self.serv.set(**settings)
+        self.serv.attach(self.runtime)
 
     def test_submitSendsToMaster(self) -> None:
         """
@@ -334,7 +344,7 @@ class ProcessTaskPoolTests(SynchronousTestCase):
         With C{task_queue_max} tasks waiting for results, C{task()} returns
         C{False} and nothing is sent.
         """
-        self.serv.set(task_queue_max=2)
+        self.reconfigure(task_queue_max=2)
         pool = ProcessTaskPool(self.serv, self.clock, self.channel)
         self.assertIsInstance(pool.submit("a"), int)
         self.assertIsInstance(pool.submit("b"), int)
@@ -355,7 +365,7 @@ class ProcessTaskPoolTests(SynchronousTestCase):
         class Color(enum.IntEnum):
             RED = 1
 
-        self.serv.set(task_queue_max=1)
+        self.reconfigure(task_queue_max=1)
         channel = Channel({}, lambda reason: None)
         transport = StringTransport()
         channel.makeConnection(transport)

@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from swooletw import Server, SettingError
+from swooletw import BASE, Server, SettingError
 from swooletw.tasks import NoTaskWorkers, TaskTimeout, checkTaskData
 from swooletw.testing import HarnessReactor, ServerHarness
 
@@ -270,7 +270,7 @@ class RealThreadTests(TestCase):
     """
 
     def setUp(self) -> None:
-        self.serv = Server("127.0.0.1", 0)
+        self.serv = Server("127.0.0.1", 0, BASE)
         self.serv.set(worker_num=1, task_worker_num=2)
         self.threads = set()
 
@@ -318,7 +318,7 @@ class RunBlockingTests(TestCase):
 
     def test_inTaskThread(self):
         """runBlocking runs f in a task thread and fires with its result."""
-        serv = Server("127.0.0.1", 0)
+        serv = Server("127.0.0.1", 0, BASE)
         serv.set(worker_num=1, task_worker_num=1)
 
         async def onTask(serv, taskId, src, data):
@@ -338,5 +338,5 @@ class RunBlockingTests(TestCase):
 
     def test_withoutTaskWorkers(self):
         """Without task workers runBlocking refuses, rather than borrow the reactor's pool."""
-        serv = Server("127.0.0.1", 0)
+        serv = Server("127.0.0.1", 0, BASE)
         self.assertRaises(NoTaskWorkers, serv.runBlocking, lambda: None)

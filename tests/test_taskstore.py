@@ -1,5 +1,5 @@
 """
-Tests for the task journal (L{swooletw.taskstore}): nothing accepted is
+Tests for the task journal (L{swooletw.tasks.journal}): nothing accepted is
 lost, across a dead worker and a dead server.
 """
 
@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from swooletw import Server, SettingError
-from swooletw.taskstore import TaskStore, parseStore
+from swooletw.tasks.journal import TaskStore, parseStore
 from swooletw.testing import HarnessReactor, ServerHarness
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

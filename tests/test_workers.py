@@ -20,7 +20,7 @@ import time
 
 from twisted.trial.unittest import TestCase
 
-from swooletw.worker import recycleLimit
+from swooletw.runtime.worker import recycleLimit
 from tests.workersupport import (
     LineClient,
     LoadLoop,
@@ -41,15 +41,15 @@ class RecycleLimitTests(TestCase):
     L{recycleLimit}: C{max_request} plus a random grace.
     """
 
-    def settings(self, maxRequest: int, grace: int | None) -> dict[str, object]:
-        return {"max_request": maxRequest, "max_request_grace": grace}
+    def settings(self, maxRequest: int, grace: int | None) -> tuple[int, int | None]:
+        return maxRequest, grace
 
     def test_never(self) -> None:
         """
         C{max_request} 0 means never recycle, whatever the grace.
         """
-        self.assertEqual(recycleLimit(self.settings(0, 10), random.Random(1)), 0)
-        self.assertEqual(recycleLimit(self.settings(0, None), random.Random(1)), 0)
+        self.assertEqual(recycleLimit(*self.settings(0, 10), random.Random(1)), 0)
+        self.assertEqual(recycleLimit(*self.settings(0, None), random.Random(1)), 0)
 
     def test_jitterRange(self) -> None:
         """
@@ -57,7 +57,7 @@ class RecycleLimitTests(TestCase):
         inclusive, and it varies (so workers do not restart together).
         """
         rng = random.Random(20)
-        limits = [recycleLimit(self.settings(20, 10), rng) for _ in range(500)]
+        limits = [recycleLimit(*self.settings(20, 10), rng) for _ in range(500)]
         self.assertEqual(min(limits), 20)
         self.assertEqual(max(limits), 30)
         self.assertEqual(set(limits), set(range(20, 31)))
@@ -68,7 +68,7 @@ class RecycleLimitTests(TestCase):
         (Swoole's default).
         """
         rng = random.Random(7)
-        limits = {recycleLimit(self.settings(100, None), rng) for _ in range(2000)}
+        limits = {recycleLimit(*self.settings(100, None), rng) for _ in range(2000)}
         self.assertEqual(min(limits), 100)
         self.assertEqual(max(limits), 150)
 
@@ -77,15 +77,15 @@ class RecycleLimitTests(TestCase):
         A grace of 0 recycles after exactly C{max_request}.
         """
         rng = random.Random(3)
-        self.assertEqual({recycleLimit(self.settings(20, 0), rng) for _ in range(50)}, {20})
+        self.assertEqual({recycleLimit(*self.settings(20, 0), rng) for _ in range(50)}, {20})
 
     def test_seeded(self) -> None:
         """
         The jitter comes from the random generator given: the same seed
         gives the same limits.
         """
-        first = [recycleLimit(self.settings(20, 10), random.Random(99)) for _ in range(3)]
-        again = [recycleLimit(self.settings(20, 10), random.Random(99)) for _ in range(3)]
+        first = [recycleLimit(*self.settings(20, 10), random.Random(99)) for _ in range(3)]
+        again = [recycleLimit(*self.settings(20, 10), random.Random(99)) for _ in range(3)]
         self.assertEqual(first, again)
 
 
@@ -582,8 +582,9 @@ class WorkerProcessTests(TestCase):
     def test_relayedSendToClosedConnection(self) -> None:
         """
         A send to a connection of the other worker that has just closed is
-        dropped: C{False} or a silent drop, a debug log, no error, and the
-        sender's connection keeps working.
+        dropped: C{False} or a silent drop, counted in C{stats()}
+        (C{closed_send_count}), no error, and the sender's connection keeps
+        working.
         """
         server = self.start()
         server.waitForWorkers(2)
@@ -598,7 +599,12 @@ class WorkerProcessTests(TestCase):
         self.assertEqual(sender.request(f"send {otherFd} later"), "RESULT False")
         self.assertEqual(sender.request(f"close {otherFd}"), "RESULT False")
         self.assertEqual(identify(sender.request("id"))[2], senderFd)
-        server.waitFor(rf"fd {otherFd} dropped", timeout=2)
+
+        def counted() -> bool:
+            stats = json.loads(sender.request("stats").split(" ", 1)[1])
+            return stats["closed_send_count"] >= 1
+
+        self.assertTrue(waitUntil(counted, 3, 0.05))
         self.assertNoErrors(server)
 
 

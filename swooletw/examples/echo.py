@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from twisted.logger import Logger
 
-from swooletw.server import Server
+from swooletw.api import Server
 
 log = Logger(namespace="swooletw.examples.echo")
 

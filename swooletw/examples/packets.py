@@ -15,7 +15,7 @@ import struct
 
 from twisted.logger import Logger
 
-from swooletw.server import Server
+from swooletw.api import Server
 
 log = Logger(namespace="swooletw.examples.packets")
 

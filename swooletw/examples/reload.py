@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from swooletw.server import Server
+from swooletw.api import Server
 
 DEFAULT_MODULE = "greeting"
 

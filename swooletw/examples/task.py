@@ -18,7 +18,7 @@ from typing import Callable
 
 from twisted.logger import Logger
 
-from swooletw.server import Server
+from swooletw.api import Server
 
 log = Logger(namespace="swooletw.examples.task")
 

@@ -17,7 +17,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from swooletw import timer
-from swooletw.server import Server
+from swooletw.api import Server
 
 log = Logger(namespace="swooletw.examples.timers")
 

@@ -42,7 +42,7 @@ from swooletw.mail.config import ConfigError, MailConfig, configFromOptions, giv
 from swooletw.mail.events import Event, EventTable, runHandler
 from swooletw.mail.mailer import makeMailer
 from swooletw.mail.message import InvalidPacket, buildMessage, checkSendMail, envelopeRecipients
-from swooletw.server import Server
+from swooletw.api import Server
 
 __all__ = ["TaskServer", "makeServer", "appOf", "applyMailOptions", "SEND_MAIL", "EOF", "SETTINGS"]
 

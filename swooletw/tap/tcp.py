@@ -23,7 +23,7 @@ from twisted.python import reflect, usage
 from swooletw.constants import UDP_TYPES
 from swooletw.events import EventError
 from swooletw.mail.config import MAIL_OPTIONS
-from swooletw.server import Server
+from swooletw.api import Server
 from swooletw.settings import SettingError
 
 DEFAULT_LISTEN = "tcp:9501:interface=127.0.0.1"

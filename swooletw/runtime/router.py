@@ -14,9 +14,10 @@ operations on another worker's connection go through the master:
    flushed once per reactor turn as one message to the master, which
    forwards one message to each owner: a broadcast to every connection costs
    one message per worker, not one per connection.
- - Counters for C{stats()} ride on the workers' pings; the master hands the
-   whole table back to every worker, so C{stats()} in any process adds up
-   all workers (as of their last ping, at most C{worker_ping_interval} old).
+ - Counters for C{stats()} ride on the workers' pings to the master.  A
+   worker whose code calls C{stats()} asks the master for the others'
+   counters (at most once per C{worker_ping_interval}) and adds them up with
+   its own: nothing is sent to a worker that never asks.
 
 Connection ids come from blocks the master leases to each worker process,
 so they are unique for the server's whole life.
@@ -29,7 +30,7 @@ from typing import Any, Callable, Iterator
 
 from twisted.logger import Logger
 
-__all__ = ["BLOCK_SIZE", "blockRange", "Directory", "WorkerRouter", "MasterRouter"]
+__all__ = ["BLOCK_SIZE", "blockRange", "Directory", "WorkerRouter", "MasterRouter", "aggregateStats"]
 
 #: Connection ids per leased block; a worker asks for the next block when
 #: half of its ids are used.
@@ -100,6 +101,65 @@ def sumStats(perWorker: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return total
 
 
+def aggregateStats(
+    workerId: int,
+    local: dict[str, Any],
+    perWorker: dict[int, dict[str, Any]],
+    taskStats: dict[str, Any],
+    connections: int,
+) -> dict[str, Any]:
+    """
+    Swoole's C{stats()} of a multi-process server, seen from process
+    C{workerId} (-1: the master), whose own counters are C{local}.
+    """
+    everyone = dict(perWorker)
+    if workerId >= 0:
+        everyone[workerId] = local
+    result = sumStats(everyone)
+    result.update(
+        start_time=local["start_time"],
+        connection_num=connections,
+        worker_num=local["worker_num"],
+        task_worker_num=local["task_worker_num"],
+        session_round=local["session_round"],
+        workers=everyone,
+    )
+    result.update(taskStats)
+    if local["task_worker_num"]:
+        # Until the master's first answer: what a quiet server would say.
+        result.setdefault("tasking_num", 0)
+        result.setdefault("task_queue_num", 0)
+        result.setdefault("task_idle_worker_num", local["task_worker_num"])
+    return result
+
+
+#: Relayed bytes per channel message at most (the channel's own limit is
+#: larger).
+BATCH_BYTES = 16 << 20
+#: The largest send relayed to another process's connection.
+MAX_RELAYED_SEND = 48 << 20
+
+
+def splitBatch(batch: tuple[list, list, list, list]) -> list[tuple[list, list, list, list]]:
+    """
+    A batch as one or more, each relaying at most L{BATCH_BYTES} (a
+    single larger send travels alone).
+    """
+    opened, closed, relay, closes = batch
+    if sum(len(data) for _, data in relay) <= BATCH_BYTES:
+        return [batch]
+    parts: list[tuple[list, list, list, list]] = [(opened, closed, [], [])]
+    size = 0
+    for item in relay:
+        if size and size + len(item[1]) > BATCH_BYTES:
+            parts.append(([], [], [], []))
+            size = 0
+        parts[-1][2].append(item)
+        size += len(item[1])
+    parts[-1][3].extend(closes)
+    return parts
+
+
 class _Batcher:
     """
     Collects outgoing operations and flushes them once per reactor turn.
@@ -127,8 +187,20 @@ class WorkerRouter:
 
     log = Logger()
 
-    def __init__(self, serv: Any, workerId: int, channel: Any, directory: Directory) -> None:
-        self.serv = serv
+    def __init__(
+        self,
+        clock: Any,
+        workerId: int,
+        channel: Any,
+        directory: Directory,
+        table: Any,
+        counters: Any,
+        pingInterval: float = 1.0,
+    ) -> None:
+        self.clock = clock
+        self.table = table
+        self.counters = counters
+        self.pingInterval = pingInterval
         self.workerId = workerId
         self.channel = channel
         self.directory = directory
@@ -139,8 +211,9 @@ class WorkerRouter:
         self._closed: list[int] = []
         self._relay: list[tuple[int, bytes]] = []
         self._closes: list[tuple[int, bool]] = []
-        self._batcher = _Batcher(serv.reactor, self.flush)
+        self._batcher = _Batcher(clock, self.flush)
         self._askedForBlock = False
+        self._statsAskedAt: float | None = None
 
     def handlers(self) -> dict[str, Callable[..., Any]]:
         """
@@ -153,7 +226,7 @@ class WorkerRouter:
         info = connection.clientInfo()
         self._opened.append((connection.fd, {key: info[key] for key in INFO_KEYS}))
         self._batcher.schedule()
-        remaining = self.serv._table.remainingIds()
+        remaining = self.table.remainingIds()
         if remaining is not None and remaining < BLOCK_SIZE // 2 and not self._askedForBlock:
             self._askedForBlock = True
             self.channel.send("needblock")
@@ -163,17 +236,28 @@ class WorkerRouter:
         self._batcher.schedule()
 
     def gotBlock(self, block: int) -> None:
-        self.serv._table.addBlock(*blockRange(block))
+        self.table.addBlock(*blockRange(block))
         self._askedForBlock = False
 
     def gotStats(self, perWorker: dict[int, dict[str, Any]], taskStats: dict[str, Any]) -> None:
         self.stats = perWorker
         self.taskStats = taskStats
 
+    def serverStats(self, workerId: int, local: dict[str, Any]) -> dict[str, Any]:
+        """
+        C{stats()} of the whole server: C{local} (this process's) added to
+        the others' as the master last sent them; asks for fresh ones when
+        those are older than C{worker_ping_interval}.
+        """
+        now = self.clock.seconds()
+        if self._statsAskedAt is None or now - self._statsAskedAt >= self.pingInterval:
+            self._statsAskedAt = now
+            self.channel.send("wantstats")
+        return aggregateStats(workerId, local, self.stats, self.taskStats, len(self.directory) + len(self.table))
+
     # operations on other workers' connections
     def send(self, fd: int, data: bytes) -> bool:
-        if fd not in self.directory:
-            self.log.debug("send to unknown or closed fd {fd} dropped", fd=fd)
+        if fd not in self.directory or len(data) > MAX_RELAYED_SEND:
             return False
         self._relay.append((fd, data))
         self._batcher.schedule()
@@ -194,7 +278,8 @@ class WorkerRouter:
             return
         batch = (self._opened, self._closed, self._relay, self._closes)
         self._opened, self._closed, self._relay, self._closes = [], [], [], []
-        self.channel.send("batch", *batch)
+        for part in splitBatch(batch):
+            self.channel.send("batch", *part)
 
     def received(self, opened: list, closed: list, deliver: list, closes: list) -> None:
         """
@@ -205,11 +290,11 @@ class WorkerRouter:
             self.directory.add(fd, owner, info)
         for fd in closed:
             self.directory.remove(fd)
-        table = self.serv._table
+        table = self.table
         for fd, data in deliver:
             connection = table.get(fd)
             if connection is None:
-                self.log.debug("relayed send to closed fd {fd} dropped", fd=fd)
+                self.counters.closed_send_count += 1
             else:
                 connection.sendData(data)
         for fd, reset in closes:
@@ -226,9 +311,10 @@ class MasterRouter:
 
     log = Logger()
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, taskStats: Callable[[], dict[str, Any]] | None = None) -> None:
         self.directory = Directory()
         self.stats: dict[int, dict[str, Any]] = {}
+        self.taskStats = taskStats or dict
         self._nextBlock = 0
         self._channels: dict[int, Any] = {}
         self._out: dict[int, tuple[list, list, list, list]] = defaultdict(lambda: ([], [], [], []))
@@ -270,6 +356,7 @@ class MasterRouter:
         return {
             "batch": lambda *batch: self.received(workerId, *batch),
             "needblock": lambda: self._channels[workerId].send("block", self.leaseBlock()),
+            "wantstats": lambda: self._channels[workerId].send("allstats", self.stats, self.taskStats()),
         }
 
     def received(self, source: int, opened: list, closed: list, relay: list, closes: list) -> None:
@@ -298,7 +385,6 @@ class MasterRouter:
         """
         owner = self.directory.owner(fd)
         if owner is None or owner not in self._channels:
-            self.log.debug("send to unknown or closed fd {fd} dropped", fd=fd)
             return False
         self._out[owner][2].append((fd, data))
         self._batcher.schedule()
@@ -323,7 +409,8 @@ class MasterRouter:
         for workerId, batch in out.items():
             channel = self._channels.get(workerId)
             if channel is not None and any(batch):
-                channel.send("batch", *batch)
+                for part in splitBatch(batch):
+                    channel.send("batch", *part)
 
     def gotStats(self, workerId: int, stats: dict[str, Any]) -> None:
         """
@@ -331,10 +418,9 @@ class MasterRouter:
         """
         self.stats[workerId] = stats
 
-    def shareStats(self, taskStats: dict[str, Any] | None = None) -> None:
+    def serverStats(self, workerId: int, local: dict[str, Any]) -> dict[str, Any]:
         """
-        Give every worker the counters of all (and the task worker
-        processes' state, if there are any).
+        C{stats()} in the master: every worker's counters (as of its last
+        ping) added up, and the task worker processes' state.
         """
-        for channel in self._channels.values():
-            channel.send("allstats", self.stats, taskStats or {})
+        return aggregateStats(workerId, local, self.stats, self.taskStats(), len(self.directory))

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_process -*-
+# -*- test-case-name: tests.test_workers -*-
 """
 Process plumbing for the master/worker model: forking a worker out of a
 running master, and what the child must undo before it runs.
@@ -13,6 +13,9 @@ The child inherits the master's reactor, which it must not touch: it closes
 every inherited descriptor but its own (the listening sockets, its channel
 to the master, standard I/O and open regular files such as log files),
 installs a fresh reactor, and asks the kernel to kill it if the master dies.
+The parent's reactor object, which user code may hold from a module-level
+C{from twisted.internet import reactor} done before C{start()}, forwards
+everything to the fresh one in the child, so such code works there.
 """
 
 from __future__ import annotations
@@ -21,15 +24,20 @@ import ctypes
 import ctypes.util
 import os
 import signal
+import socket
 import stat
 import sys
 from typing import Any, Iterable
+
+from swooletw import timer
 
 __all__ = [
     "closeInheritedDescriptors",
     "freshReactor",
     "dieWithParent",
     "setProcessTitle",
+    "becomeChild",
+    "adoptChannel",
 ]
 
 _PR_SET_PDEATHSIG = 1
@@ -64,12 +72,28 @@ def closeInheritedDescriptors(keep: Iterable[int]) -> None:
             pass
 
 
+class _ForwardingReactor:
+    """
+    What the parent's reactor object becomes in a forked child: every
+    attribute is the fresh reactor's.
+    """
+
+    def __getattribute__(self, name: str) -> Any:
+        return getattr(_freshReactor[0], name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(_freshReactor[0], name, value)
+
+
+_freshReactor: list[Any] = []
+
+
 def freshReactor() -> Any:
     """
     Replace the global reactor inherited from the master by a new one of
-    the same kind, and return it.  Must run after
-    L{closeInheritedDescriptors}, in a process that will never return to the
-    old reactor.
+    the same kind, and return it; the old object forwards to it from now
+    on.  Must run after L{closeInheritedDescriptors}, in a process that
+    will never return to the old reactor.
     """
     import twisted.internet
 
@@ -86,6 +110,12 @@ def freshReactor() -> Any:
         default.install()
     from twisted.internet import reactor
 
+    if old is not None and old is not reactor:
+        _freshReactor[:] = [reactor]
+        try:
+            old.__class__ = _ForwardingReactor
+        except TypeError:
+            pass  # a reactor whose class cannot change: it stays stale
     return reactor
 
 
@@ -109,3 +139,46 @@ def setProcessTitle(title: str) -> None:
     import setproctitle
 
     setproctitle.setproctitle(title)
+
+
+def becomeChild(serv: Any, title: str, parentPid: int, keep: list[int]) -> Any:
+    """
+    What every forked child does first: die with the master, close what it
+    inherited but C{keep}, start a fresh reactor, drop the parent's timers
+    and runtime, take its title.
+
+    @return: the new reactor.
+    """
+    dieWithParent(parentPid)
+    closeInheritedDescriptors(keep)
+    reactor = freshReactor()
+    serv.adoptReactor(reactor)
+    timer.defaultTimers.reset()
+    serv.worker_pid = os.getpid()
+    setProcessTitle(title)
+    return reactor
+
+
+def adoptChannel(reactor: Any, channelFd: int, channel: Any) -> None:
+    """
+    Run C{channel} over this child's end of the socketpair to the master.
+    """
+    from swooletw.runtime.channel import ChannelFactory
+
+    sock = socket.socket(fileno=channelFd)
+    reactor.adoptStreamConnection(sock.fileno(), socket.AF_UNIX, ChannelFactory(channel))
+    sock.close()
+
+
+def runChild(reactor: Any, service: Any) -> int:
+    """
+    Run C{service} on this child's reactor until it stops, with quiet
+    C{SIGTERM}/C{SIGINT} handling; its C{exitCode}.
+    """
+    from swooletw.runtime.signals import installStopSignals
+
+    installStopSignals(reactor)
+    reactor.callWhenRunning(service.startService)
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    reactor.run(installSignalHandlers=False)
+    return service.exitCode

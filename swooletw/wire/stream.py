@@ -1,211 +1,37 @@
 # -*- test-case-name: tests.test_server -*-
 """
-Connections of a server: the protocol each TCP connection runs, the factory
-of each listening port, and the table that maps Swoole's connection ids
-("fd"s) to connections.
+The stream protocol of a server's TCP ports: L{ServerConnection} (one
+connection, combined with a framer from L{swooletw.wire.framing}) and
+L{PortFactory} (one listening port: ids, callbacks, heartbeat).
 
-The write path is the hot path.  Twisted's C{transport.write} only queues
-the bytes and asks the reactor to tell it when the socket is writable, so a
-reply costs two extra epoll changes and a loop turn.  Here, replies sent to a
-connection while its own data is being handled are gathered and written
-straight to the socket when the read event ends, if nothing is queued
-before them: one C{send()} for all the packets of that read, and no wait.
+Replies sent to a connection while its own data is being handled are
+gathered and written once when the read event ends, through
+L{swooletw.wire.directwrite}: one C{send()} for all the packets of a read.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from twisted.internet import tcp
-from twisted.internet.protocol import DatagramProtocol, Factory
+from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from swooletw import framing
 from swooletw.events import invoke, watch
+from swooletw.wire import framing
+from swooletw.wire.directwrite import writerFor
+from swooletw.wire.table import ConnectionIdsExhausted, ConnectionTable, ServerStats
 
 if TYPE_CHECKING:  # pragma: no cover
-    from swooletw.server import Port, Server
+    from swooletw.api.port import Port
 
-__all__ = [
-    "ConnectionIdsExhausted",
-    "ConnectionTable",
-    "ServerStats",
-    "ServerConnection",
-    "PortFactory",
-    "UDPPortProtocol",
-    "toBytes",
-]
-
-
-def toBytes(data: Any) -> bytes:
-    """
-    What C{send} accepts, as bytes: PHP strings are bytes; a C{str} is sent
-    as UTF-8.
-
-    @raise TypeError: for anything else.
-    """
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, str):
-        return data.encode("utf-8")
-    if isinstance(data, (bytearray, memoryview)):
-        return bytes(data)
-    raise TypeError(f"can only send str or bytes, not {type(data).__name__}")
-
-
-class ServerStats:
-    """
-    Swoole's C{stats()} counters for one process.
-    """
-
-    __slots__ = (
-        "start_time",
-        "accept_count",
-        "close_count",
-        "request_count",
-        "response_count",
-        "total_recv_bytes",
-        "total_send_bytes",
-        "packet_error_count",
-        "max_conn_refused_count",
-        "heartbeat_close_count",
-    )
-
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
-
-    def asDict(self) -> dict[str, int]:
-        """
-        The counters by name.
-        """
-        return {name: getattr(self, name) for name in self.__slots__}
-
-
-class ConnectionIdsExhausted(RuntimeError):
-    """
-    A worker used up its blocks of connection ids before the master sent
-    another (a burst of more than half a block of connections in one round
-    trip to the master).
-    """
-
-
-class ConnectionTable:
-    """
-    Connection ids and the connections they name.  Ids grow by one and are
-    never reused while the server runs, as Swoole's session ids.  A
-    single-process server numbers from 1 without end; a worker takes its ids
-    from blocks the master leases to it, so ids are unique across workers.
-
-    @ivar listener: told of every connection opened and closed (the worker's
-        router), or L{None}.
-    """
-
-    listener: Any = None
-
-    def __init__(self, first: int = 1, last: int | None = None) -> None:
-        self._connections: dict[int, ServerConnection] = {}
-        self._lastFd = first - 1
-        self._blockLast = last
-        self._spareBlocks: list[tuple[int, int]] = []
-        #: the dict lookup used by C{send}, bound once
-        self.get: Callable[[int], ServerConnection | None] = self._connections.get
-
-    def addBlock(self, first: int, last: int) -> None:
-        """
-        Another block of ids, used when the current one runs out.
-        """
-        self._spareBlocks.append((first, last))
-
-    def remainingIds(self) -> int | None:
-        """
-        Ids left before the blocks run out; L{None} for no limit.
-        """
-        if self._blockLast is None:
-            return None
-        spare = sum(last - first + 1 for first, last in self._spareBlocks)
-        return self._blockLast - self._lastFd + spare
-
-    def allocate(self) -> int:
-        """
-        A new connection id.
-
-        @raise ConnectionIdsExhausted: when the leased blocks are used up.
-        """
-        if self._blockLast is not None and self._lastFd >= self._blockLast:
-            if not self._spareBlocks:
-                raise ConnectionIdsExhausted("no connection ids left in this worker's blocks")
-            first, self._blockLast = self._spareBlocks.pop(0)
-            self._lastFd = first - 1
-        self._lastFd += 1
-        return self._lastFd
-
-    @property
-    def lastFd(self) -> int:
-        """
-        The last id handed out (Swoole's C{session_round}).
-        """
-        return self._lastFd
-
-    def add(self, connection: ServerConnection) -> None:
-        """
-        Register a connection under its C{fd}.
-        """
-        self._connections[connection.fd] = connection
-        if self.listener is not None:
-            self.listener.opened(connection)
-
-    def remove(self, fd: int) -> None:
-        """
-        Forget a connection.
-        """
-        if self._connections.pop(fd, None) is not None and self.listener is not None:
-            self.listener.closed(fd)
-
-    def page(self, startFd: int, size: int) -> list[int]:
-        """
-        Up to C{size} ids greater than C{startFd}, in order.
-        """
-        result = []
-        for fd in self._connections:
-            if fd > startFd:
-                result.append(fd)
-                if len(result) == size:
-                    break
-        return result
-
-    def values(self) -> list[ServerConnection]:
-        """
-        A snapshot of the connections.
-        """
-        return list(self._connections.values())
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(list(self._connections))
-
-    def __len__(self) -> int:
-        return len(self._connections)
-
-    def __contains__(self, fd: object) -> bool:
-        return fd in self._connections
-
-
-def _canWriteDirectly(transport: Any) -> bool:
-    # Only a plain TCP socket transport (not TLS, not a test double) exposes
-    # the buffer state and writeSomeData the direct path relies on.
-    return (
-        isinstance(transport, tcp.Connection)
-        and hasattr(transport, "_tempDataLen")
-        and hasattr(transport, "dataBuffer")
-        and hasattr(transport, "offset")
-    )
+__all__ = ["ServerConnection", "PortFactory"]
 
 
 class ServerConnection:
     """
     The server side of one TCP connection; combined with a framer from
-    L{swooletw.framing}, which calls L{packetReceived} per whole packet.
+    L{swooletw.wire.framing}, which calls L{packetReceived} per whole packet.
 
     @ivar fd: the connection id.
     @ivar connectTime: when it connected (the reactor's seconds: since the
@@ -229,6 +55,13 @@ class ServerConnection:
     _closeWhenIdle = False
     _running = 0
 
+    @property
+    def closing(self) -> bool:
+        """
+        Whether the connection is closing or closed.
+        """
+        return self._closing
+
     def connectionMade(self) -> None:
         factory = self.factory
         # What the per-packet path needs, one attribute away.
@@ -238,7 +71,7 @@ class ServerConnection:
         self._now = factory.clock.seconds
         self._stats = factory.stats
         self._pending: list[bytes] = []
-        self._write = self._writeDirect if _canWriteDirectly(self.transport) else self.transport.write
+        self._write = writerFor(self.transport)
         factory.connectionOpened(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -270,7 +103,7 @@ class ServerConnection:
         # send() returns a bool, which handlers often pass on: skip those.
         if result is not None and result.__class__ is not bool:
             self._running += 1
-            self._serv._trackInflight(watch(result, "receive", fd=self.fd), self._callbackDone)
+            self.factory.trackInflight(watch(result, "receive", fd=self.fd), self._callbackDone)
 
     def _callbackDone(self) -> None:
         self._running -= 1
@@ -364,30 +197,6 @@ class ServerConnection:
         pending.clear()
         self._write(data)
 
-    def _writeDirect(self, data: bytes) -> None:
-        transport = self.transport
-        if (
-            transport._tempDataLen
-            or len(transport.dataBuffer) > transport.offset
-            or transport.disconnecting
-            or not transport.connected
-        ):
-            # Earlier bytes are queued (or the transport is closing): keep
-            # the order and let Twisted write when the socket is writable.
-            transport.write(data)
-            return
-        try:
-            sent = transport.socket.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            # Queue it so Twisted's own writer meets the error and closes the
-            # connection the usual way.
-            transport.write(data)
-            return
-        if sent < len(data):
-            transport.write(data[sent:])
-
 
 class RawConnection(ServerConnection, framing.RawReceiver):
     """A connection with no framing."""
@@ -436,14 +245,15 @@ class PortFactory(Factory):
     log = Logger()
     noisy = False
 
-    def __init__(self, serv: Server, port: Port, clock: Any) -> None:
+    def __init__(self, serv: Any, port: Port, process: Any) -> None:
         self.serv = serv
         self.port = port
-        self.clock = clock
+        self.clock = process.clock
         #: Swoole's reactor id: here, the worker serving the connection
-        self.reactorId = max(serv.worker_id, 0)
-        self.table: ConnectionTable = serv._table
-        self.stats: ServerStats = serv._stats
+        self.reactorId = max(process.workerId, 0)
+        self.table: ConnectionTable = process.table
+        self.stats: ServerStats = process.counters
+        self.trackInflight = process.trackInflight
         self.maxConn: int = serv.setting["max_conn"]
         self.settings = port.effectiveSettings()
         self.framing = framing.framingFor(self.settings)
@@ -553,37 +363,3 @@ class PortFactory(Factory):
                     idle=self._idle,
                 )
                 connection.closeConnection(byServer=False)
-
-
-class UDPPortProtocol(DatagramProtocol):
-    """
-    A UDP port: each datagram fires C{packet(serv, data, client_info)}.
-    """
-
-    log = Logger()
-
-    def __init__(self, serv: Server, port: Port) -> None:
-        self.serv = serv
-        self.port = port
-        self.stats: ServerStats = serv._stats
-        self.onPacket = port.getCallback("packet")
-
-    def datagramReceived(self, data: bytes, addr: Any) -> None:
-        stats = self.stats
-        stats.request_count += 1
-        stats.total_recv_bytes += len(data)
-        if self.onPacket is None:
-            return
-        clientInfo = {"address": addr[0], "port": addr[1], "server_socket": self.port.index}
-        invoke(self.onPacket, (self.serv, data, clientInfo), "packet", peer=f"{addr[0]}:{addr[1]}")
-
-    def sendto(self, ip: str, port: int, data: bytes) -> bool:
-        """
-        Send one datagram.
-        """
-        if self.transport is None:
-            return False
-        self.transport.write(data, (ip, port))
-        self.stats.total_send_bytes += len(data)
-        self.stats.response_count += 1
-        return True

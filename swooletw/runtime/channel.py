@@ -21,7 +21,7 @@ from typing import Any, Callable
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from swooletw.framing import Int32PacketReceiver
+from swooletw.wire.framing import Int32PacketReceiver
 
 __all__ = ["Channel", "ChannelFactory"]
 
@@ -37,21 +37,40 @@ class Channel(Int32PacketReceiver):
     """
 
     log = Logger()
-    MAX_LENGTH = 1 << 30
+    #: the largest message, in bytes (the routers split their batches
+    #: well below it)
+    MAX_LENGTH = 64 << 20
 
     def __init__(self, handlers: dict[str, Callable[..., Any]], onLost: Callable[[Any], None]) -> None:
         self.handlers = handlers
         self.onLost = onLost
 
-    def send(self, kind: str, *args: Any) -> None:
+    def send(self, kind: str, *args: Any) -> bool:
         """
         Send one message.
 
+        @return: C{False} (logged) if the channel is closed or the message
+            is over L{MAX_LENGTH}.
         @raise ValueError: if an argument is not of a type C{marshal} takes.
         """
+        if not self._connected:
+            return False
         payload = marshal.dumps((kind,) + args)
-        if self._connected:
-            self.transport.writeSequence([_HEADER.pack(len(payload)), payload])
+        if len(payload) + 4 > self.MAX_LENGTH:
+            self.log.error(
+                "channel message {kind!r} of {size} bytes is over the limit of {limit}: dropped",
+                kind=kind, size=len(payload), limit=self.MAX_LENGTH,
+            )
+            return False
+        self.transport.writeSequence([_HEADER.pack(len(payload)), payload])
+        return True
+
+    @property
+    def reachable(self) -> bool:
+        """
+        Whether the other end can still be reached.
+        """
+        return self._connected
 
     _connected = False
 

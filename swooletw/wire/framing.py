@@ -11,7 +11,7 @@ C{self.framingError(reason)} and nothing after it is read.
 
 The framers are protocol classes meant to be combined with a class that
 provides C{packetReceived} and C{framingError}: the server connection in
-L{swooletw.connection} and the clients in L{swooletw.client} both use them,
+L{swooletw.wire.stream} and the clients in L{swooletw.client} both use them,
 so both sides split packets with the same code.
 
  - L{RawReceiver}: no framing, every chunk read is one packet.

@@ -36,76 +36,22 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from swooletw.deadline import waitAtMost
 from swooletw.events import invoke
+from swooletw.tasks.base import (
+    NoTaskWorkers,
+    TaskError,
+    TaskResult,
+    TaskTimeout,
+    checkTaskData,
+    runningTask,
+    setThreadTaskWorkerId,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from swooletw.server import Server
+    from swooletw.api.server import Server
 
-__all__ = [
-    "TaskError",
-    "NoTaskWorkers",
-    "TaskTimeout",
-    "checkTaskData",
-    "TaskPool",
-    "ThreadTaskPool",
-]
-
-
-class TaskError(Exception):
-    """
-    Base of the task errors.
-    """
-
-
-class NoTaskWorkers(TaskError):
-    """
-    C{task()} on a server without C{task_worker_num}.
-    """
-
-
-class TaskTimeout(TaskError):
-    """
-    C{taskwait()} gave up waiting; the task itself goes on.
-    """
-
-
-_SCALARS = (str, int, float, bool, type(None))
-
-
-def checkTaskData(data: Any, path: str = "data") -> None:
-    """
-    Refuse what cannot travel as a task: anything but JSON-like values and
-    bytes.
-
-    @raise TypeError: naming where in C{data} the bad value is.
-    """
-    # Exact types: a subclass (an IntEnum, an OrderedDict) would not survive
-    # the trip to a task worker process, so no kind takes it.
-    kind = type(data)
-    if kind is bytes or kind in _SCALARS:
-        return
-    if kind is list or kind is tuple:
-        for index, item in enumerate(data):
-            checkTaskData(item, f"{path}[{index}]")
-        return
-    if kind is dict:
-        for key, value in data.items():
-            if type(key) is not str:
-                raise TypeError(f"task {path} has a key that is not a str: {key!r}")
-            checkTaskData(value, f"{path}[{key!r}]")
-        return
-    raise TypeError(
-        f"task {path} is a {type(data).__name__}; tasks take JSON-like values or bytes"
-    )
-
-
-class _Finish:
-    """
-    What a running task passed to C{serv.finish()}.
-    """
-
-    called = False
-    value: Any = None
+__all__ = ["TaskPool", "ThreadTaskPool", "taskHandler", "isAsyncHandler"]
 
 
 class TaskPool:
@@ -132,6 +78,7 @@ class TaskPool:
         self.done = 0
         self.failed = 0
         self.refused = 0
+        self._whenIdle: list[defer.Deferred[None]] = []
 
     def start(self) -> None:
         """
@@ -166,22 +113,20 @@ class TaskPool:
             self.run(taskId, data, src).addBoth(self._completed, taskId, None, False)
         return len(claimed)
 
-    def drained(self, deadline: float) -> defer.Deferred[None]:
+    def drained(self, seconds: float) -> defer.Deferred[None]:
         """
-        Fires when no task is queued or running, or at C{deadline}.
+        Fires when no task is queued or running, or after C{seconds}.
         """
-        waited: defer.Deferred[None] = defer.Deferred()
+        if not self.pending:
+            return defer.succeed(None)
+        idle: defer.Deferred[None] = defer.Deferred()
+        self._whenIdle.append(idle)
 
-        def check() -> None:
-            if not self.pending or self.reactor.seconds() >= deadline:
-                if self.pending:
-                    self.log.warn("{count} tasks still running after max_wait_time", count=self.pending)
-                waited.callback(None)
-            else:
-                self.reactor.callLater(0.01, check)
+        def waited(done: bool) -> None:
+            if not done:
+                self.log.warn("{count} tasks still running after max_wait_time", count=self.pending)
 
-        check()
-        return waited
+        return waitAtMost(idle, seconds, self.reactor).addCallback(waited)
 
     def stats(self) -> dict[str, int]:
         """
@@ -251,6 +196,10 @@ class TaskPool:
     ) -> None:
         self.pending -= 1
         self.running = max(0, self.running - 1)
+        if not self.pending:
+            idle, self._whenIdle = self._whenIdle, []
+            for waiter in idle:
+                waiter.callback(None)
         if self.store is not None:
             self.store.remove(taskId)
         if isinstance(result, Failure):
@@ -325,6 +274,8 @@ class ThreadTaskPool(TaskPool):
         self.threadpool = threadpool or ThreadPool(self.size, self.size, name="swooletw-task")
         self._taskWorkerIds = itertools.count(serv.setting["worker_num"])
         self._idsLock = threading.Lock()
+        #: each task thread's own task worker id
+        self._threadIds = threading.local()
 
     def start(self) -> None:
         """
@@ -345,51 +296,71 @@ class ThreadTaskPool(TaskPool):
         C{async def}, else in a task thread (threads are interchangeable:
         C{dst} only has to name one).  Fires with the task's result.
         """
-        handler = self.serv._taskHandler()
+        handler = taskHandler(self.serv)
         if src is None:
             src = self.serv.worker_id
-        if _isAsync(handler):
+        if isAsyncHandler(handler):
             self.running += 1
             return defer.ensureDeferred(self._runAsync(handler, taskId, src, data))
         return deferToThreadPool(self.reactor, self.threadpool, self._runInThread, handler, taskId, src, data)
 
     async def _runAsync(self, handler: Any, taskId: int, src: int, data: Any) -> Any:
-        finish = _Finish()
-        self.serv._currentFinish(finish)
-        try:
-            result = await handler(self.serv, taskId, src, data)
-        finally:
-            self.serv._currentFinish(None)
-        return finish.value if finish.called else result
+        # Its own coroutine, so its own copy of the context: finish() in
+        # here belongs to this task even across awaits.
+        task = TaskResult()
+        runningTask.set(task)
+        return task.result(await handler(self.serv, taskId, src, data))
 
     def _runInThread(self, handler: Any, taskId: int, src: int, data: Any) -> Any:
         self.reactor.callFromThread(self._started)
-        local = self.serv._local
-        first = getattr(local, "threadTaskWorkerId", None) is None
+        local = self._threadIds
+        first = getattr(local, "taskWorkerId", None) is None
         if first:
             with self._idsLock:
-                local.threadTaskWorkerId = next(self._taskWorkerIds)
+                local.taskWorkerId = next(self._taskWorkerIds)
         # The task worker identity holds while task code runs (a stand-in
         # pool may run it in the reactor's own thread).
-        local.taskWorkerId = local.threadTaskWorkerId
-        finish = _Finish()
-        local.finish = finish
+        setThreadTaskWorkerId(local.taskWorkerId)
+        task = TaskResult()
+        token = runningTask.set(task)
         try:
             if first:
-                self.serv._fireInTaskThread("workerStart", local.taskWorkerId)
-            result = handler(self.serv, taskId, src, data)
+                self._fireWorkerStart(local.taskWorkerId)
+            return task.result(handler(self.serv, taskId, src, data))
         finally:
-            local.finish = None
-            local.taskWorkerId = None
-        return finish.value if finish.called else result
+            runningTask.reset(token)
+            setThreadTaskWorkerId(None)
+
+    def _fireWorkerStart(self, taskWorkerId: int) -> None:
+        callback = self.serv.getCallback("workerStart")
+        if callback is not None:
+            try:
+                callback(self.serv, taskWorkerId)
+            except Exception:
+                self.log.failure("workerStart failed in task worker {id}", id=taskWorkerId)
 
     def _started(self) -> None:
         self.running += 1
 
 
 
-def _isAsync(handler: Any) -> bool:
+def isAsyncHandler(handler: Any) -> bool:
+    """
+    Whether C{handler} (or what it wraps) is an C{async def}.
+    """
     import inspect
 
     target = getattr(handler, "__wrapped__", handler)
     return inspect.iscoroutinefunction(target)
+
+
+def taskHandler(serv: Any) -> Callable[..., Any]:
+    """
+    The server's C{task} callback.
+
+    @raise NoTaskWorkers: if it has none.
+    """
+    handler = serv.getCallback("task")
+    if handler is None:
+        raise NoTaskWorkers("no 'task' callback registered")
+    return handler

@@ -20,24 +20,22 @@ shared by every worker.
 from __future__ import annotations
 
 import marshal
-import os
-import random
 import traceback
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
-from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from swooletw.channel import Channel
-from swooletw.tasks import TaskError, TaskPool, _Finish, _isAsync, checkTaskData
+from swooletw.tasks.base import TaskError, TaskResult, checkTaskData, runningTask
+from swooletw.tasks.pool import TaskPool, isAsyncHandler, taskHandler
 
 if TYPE_CHECKING:  # pragma: no cover
-    from swooletw.server import Server
+    from swooletw.api.server import Server
 
-__all__ = ["TaskFailed", "ProcessTaskPool", "TaskDispatcher", "runTaskWorker"]
+__all__ = ["TaskFailed", "ProcessTaskPool", "TaskDispatcher", "runTaskHere"]
+
+log = Logger()
 
 
 class TaskFailed(TaskError):
@@ -52,7 +50,7 @@ class ProcessTaskPool(TaskPool):
     results come back.
     """
 
-    def __init__(self, serv: Server, reactor: Any, channel: Channel, store: Any = None) -> None:
+    def __init__(self, serv: Server, reactor: Any, channel: Any, store: Any = None) -> None:
         super().__init__(serv, reactor, store)
         self.channel = channel
         self._waiting: dict[int, defer.Deferred[Any]] = {}
@@ -205,170 +203,23 @@ class TaskDispatcher:
         }
 
 
-class TaskWorkerService(Service):
+async def runTaskHere(serv: Any, taskId: int, src: int, data: Any) -> tuple[bool, Any]:
     """
-    Runs in a task worker process: one task at a time, from the master.
+    Run one task in this task worker process: C{(True, result)}, or
+    C{(False, error text)} when the handler raised or its result cannot
+    travel back (JSON-like values and bytes only).
     """
-
-    log = Logger()
-
-    def __init__(self, serv: Server, channel: Channel) -> None:
-        self.serv = serv
-        self.channel = channel
-        self.exitCode = 0
-        self.handled = 0
-        limit = serv.setting["task_max_request"]
-        grace = limit // 2
-        self.recycleAt = limit + (random.randint(0, grace) if grace else 0) if limit else 0
-        self._current: defer.Deferred[None] | None = None
-        self._stopping = False
-        self._ping: LoopingCall | None = None
-
-    def startService(self) -> None:
-        super().startService()
-        serv = self.serv
-        callback = serv.getCallback("workerStart")
-        if callback is not None:
-            try:
-                callback(serv, serv.worker_id)
-            except Exception:
-                self.log.failure("workerStart failed in task worker {id}", id=serv.worker_id)
-                self.exitCode = 4
-                _stop(serv.reactor)
-                return
-        self._ping = LoopingCall(lambda: self.channel.send("ping", serv._localStats()))
-        self._ping.clock = serv.reactor
-        self._ping.start(serv.setting["worker_ping_interval"], now=True)
-        self.channel.send("ready", os.getpid())
-
-    def runTask(self, taskId: int, src: int, data: Any) -> None:
-        """
-        Run one task and report it to the master.
-        """
-        self._current = defer.ensureDeferred(self._run(taskId, src, data))
-
-    async def _run(self, taskId: int, src: int, data: Any) -> None:
-        serv = self.serv
-        finish = _Finish()
-        serv._local.finish = finish
-        serv._currentFinish(finish)
-        try:
-            handler = serv._taskHandler()
-            result = handler(serv, taskId, src, data)
-            if _isAsync(handler) or isinstance(result, defer.Deferred):
-                result = await result
-            if finish.called:
-                result = finish.value
-            checkTaskData(result, "result")
-            ok, value = True, result
-        except Exception as e:
-            self.log.failure("task {task_id} failed", task_id=taskId)
-            ok, value = False, "".join(traceback.format_exception_only(type(e), e)).strip()
-        else:
-            try:
-                marshal.dumps(value)
-            except ValueError as e:
-                ok, value = False, f"task result cannot travel: {e}"
-        finally:
-            serv._local.finish = None
-            serv._currentFinish(None)
-        self.handled += 1
-        self._current = None
-        recycle = self.recycleAt and self.handled >= self.recycleAt and not self._stopping
-        if recycle:
-            # Before "taskdone", so the master gives this process no more.
-            self.channel.send("recycling")
-        self.channel.send("taskdone", taskId, ok, value)
-        if recycle:
-            _stop(serv.reactor)
-
-    def stopService(self) -> defer.Deferred[None]:
-        """
-        Finish the running task (within C{max_wait_time}), then
-        C{workerStop}.
-        """
-        super().stopService()
-        self._stopping = True
-        if self._ping is not None and self._ping.running:
-            self._ping.stop()
-        current = self._current or defer.succeed(None)
-        waited: defer.Deferred[None] = defer.Deferred()
-        reactor = self.serv.reactor
-        timeout = reactor.callLater(self.serv.setting["max_wait_time"], lambda: waited.called or waited.callback(None))
-
-        def finished(_: Any) -> None:
-            if timeout.active():
-                timeout.cancel()
-            if not waited.called:
-                waited.callback(None)
-
-        current.addBoth(finished)
-
-        def stopped(_: Any) -> defer.Deferred[None]:
-            callback = self.serv.getCallback("workerStop")
-            if callback is not None:
-                try:
-                    callback(self.serv, self.serv.worker_id)
-                except Exception:
-                    self.log.failure("workerStop failed in task worker {id}", id=self.serv.worker_id)
-            return self._closeChannel()
-
-        return waited.addCallback(stopped)
-
-    def _closeChannel(self) -> defer.Deferred[None]:
-        """
-        Close the channel once what was written to it (the last result,
-        "recycling") has reached the master; at most C{max_wait_time}.
-        """
-        closed: defer.Deferred[None] = defer.Deferred()
-        if not self.channel._connected:
-            return defer.succeed(None)
-        reactor = self.serv.reactor
-        timeout = reactor.callLater(
-            self.serv.setting["max_wait_time"], lambda: closed.called or closed.callback(None)
-        )
-
-        def lost(reason: Any) -> None:
-            if timeout.active():
-                timeout.cancel()
-            if not closed.called:
-                closed.callback(None)
-
-        self.channel.onLost = lost
-        self.channel.transport.loseConnection()
-        return closed
-
-
-def _stop(reactor: Any) -> None:
-    from swooletw.worker import stopReactor
-
-    stopReactor(reactor)
-
-
-def runTaskWorker(serv: Server, workerId: int, channelFd: int, masterPid: int, directory: Any) -> int:
-    """
-    The whole life of a forked task worker process; returns its exit
-    status.
-    """
-    from swooletw.connection import ConnectionTable
-    from swooletw.router import WorkerRouter
-    from swooletw.worker import adoptChannel, becomeChild
-
-    reactor = becomeChild(serv, workerId, f"swooletw: task worker {workerId}", masterPid, [channelFd])
-    serv._taskProcess = True
-    serv._taskDispatcher = None  # the master's, inherited by the fork
-    channel = Channel({}, lambda reason: _stop(reactor))
-    serv._table = ConnectionTable(1, 0)
-    serv._connection = serv._table.get
-    router = WorkerRouter(serv, workerId, channel, directory)
-    serv._router = router
-    service = TaskWorkerService(serv, channel)
-    serv._service = service
-    channel.handlers.update(router.handlers())
-    channel.handlers["runtask"] = service.runTask
-    channel.handlers["stop"] = lambda: _stop(reactor)
-    adoptChannel(reactor, channelFd, channel)
-    reactor.callWhenRunning(service.startService)
-    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-    reactor.run()
-    return service.exitCode
+    task = TaskResult()
+    runningTask.set(task)
+    try:
+        handler = taskHandler(serv)
+        result = handler(serv, taskId, src, data)
+        if isAsyncHandler(handler) or isinstance(result, defer.Deferred):
+            result = await result
+        result = task.result(result)
+        checkTaskData(result, "result")
+        marshal.dumps(result)
+    except Exception as e:
+        log.failure("task {task_id} failed", task_id=taskId)
+        return False, "".join(traceback.format_exception_only(type(e), e)).strip()
+    return True, result
