@@ -24,6 +24,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from swooletw.mail.config import PASSWORD_ENV
 from swooletw.mail.taskclient import TaskClient, TaskClientError
+from tests.test_mail_hostile import HOSTILE, checkArrived, checkRefused
 
 #: The repository root (this file is C{tests/test_mail_process.py}).
 REPO = FilePath(__file__).parent().parent()
@@ -124,8 +125,10 @@ class DefaultAppProcessTests(SynchronousTestCase):
         self.checkPHPStyleClient()
         self.checkTaskClient()
         self.checkCommandLine()
+        self.checkHostilePackets()
         output = self.twistd.stop()
         self.assertIn(f"mail goes to the Maildir {os.path.join(self.twistd.workdir, 'outbox')}", output)
+        self.assertNotRegex(output, r"task \d+ failed")
 
     def outbox(self, subject: str, count: int = 1, timeout: float = 10) -> list[email.message.EmailMessage]:
         """
@@ -143,6 +146,53 @@ class DefaultAppProcessTests(SynchronousTestCase):
                     found.append(message)
             if len(found) >= count or time.monotonic() > deadline:
                 self.assertEqual(len(found), count, self.twistd.output())
+                return found
+            time.sleep(0.05)
+
+    def checkHostilePackets(self) -> None:
+        """
+        The hostile packets of L{tests.test_mail_hostile} on one
+        connection: each reply is a refusal naming the field, or C{ok} and
+        the message arrives intact in C{./outbox/new}.
+        """
+        packets = [case.packet(f"hostile{i}@example.com") for i, case in enumerate(HOSTILE)]
+        with socket.create_connection(("127.0.0.1", self.twistd.port), timeout=10) as s:
+            s.sendall(b"".join(json.dumps(p).encode("utf-8") + b"\r\n" for p in packets))
+            received = b""
+            while received.count(b"\r\n") < len(packets):
+                chunk = s.recv(65536)
+                self.assertTrue(chunk, f"connection closed after {received!r}")
+                received += chunk
+        replies = [json.loads(line) for line in received.split(b"\r\n")[:-1]]
+        accepted = {}
+        for i, (case, reply) in enumerate(zip(HOSTILE, replies)):
+            if case.refused is None:
+                self.assertEqual((reply["ok"], type(reply.get("task_id"))), (True, int), case.name)
+                accepted[f"hostile{i}@example.com"] = i
+            else:
+                self.assertIs(reply["ok"], False, case.name)
+                checkRefused(self, case, reply["error"])
+        for marker, raw in self.arrived(set(accepted)).items():
+            i = accepted[marker]
+            checkArrived(self, HOSTILE[i], packets[i], raw)
+
+    def arrived(self, markers: set[str], timeout: float = 10) -> dict[str, bytes]:
+        """
+        Wait until a message for each of C{markers} (its last Cc) is in
+        C{./outbox/new}; their bytes by marker.
+        """
+        new = os.path.join(self.twistd.workdir, "outbox", "new")
+        deadline = time.monotonic() + timeout
+        while True:
+            found = {}
+            for name in os.listdir(new):
+                with open(os.path.join(new, name), "rb") as f:
+                    raw = f.read()
+                cc = email.message_from_bytes(raw, policy=email.policy.default)["Cc"]
+                if cc is not None and cc.addresses[-1].addr_spec in markers:
+                    found[cc.addresses[-1].addr_spec] = raw
+            if len(found) == len(markers) or time.monotonic() > deadline:
+                self.assertEqual(sorted(found), sorted(markers), self.twistd.output())
                 return found
             time.sleep(0.05)
 

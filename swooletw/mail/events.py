@@ -48,7 +48,10 @@ class Event:
     @ivar check: C{check(packet)} runs in the worker that received the
         packet (given the packet without C{"event"}) and returns the task
         data as a dict, or raises L{swooletw.mail.message.InvalidPacket}
-        whose message is sent back.  L{None}: the packet as it is.
+        whose message is sent back.  L{None}: the packet as it is.  The
+        client is told C{ok} once the check passes, so whatever in the
+        packet could make the handler fail belongs here (the C{send-mail}
+        check builds the very message the task will send).
     """
 
     handler: Callable[..., Any]

@@ -83,7 +83,11 @@ class TaskServer:
         reactor: Any = None,
     ) -> None:
         self.configure(config or MailConfig())
-        self.events = EventTable({SEND_MAIL: Event(self.sendMail, checkSendMail)})
+        # The check builds the message the task will send, with the From of
+        # the configuration in use.
+        self.events = EventTable({
+            SEND_MAIL: Event(self.sendMail, lambda packet: checkSendMail(packet, self.config.mailFrom)),
+        })
         for name, event in (events or {}).items():
             self.events.register(name, event)
         self._serv = serv = Server(host, port, reactor=reactor)
