@@ -392,6 +392,20 @@ class SettingOptionTests(SynchronousTestCase):
         error = self.assertRaises(usage.UsageError, parse, "--setting", 'max_conn="ten"')
         self.assertIn("max_conn", str(error))
 
+    def test_notANumberIsUsageError(self) -> None:
+        """
+        C{NaN} and C{Infinity} (which JSON parsing reads as floats) and
+        negative seconds are usage errors naming the setting, as is
+        C{--heartbeat-interval nan}.
+        """
+        for value in ("NaN", "Infinity", "-1"):
+            error = self.assertRaises(
+                usage.UsageError, parse, "--setting", f"heartbeat_check_interval={value}"
+            )
+            self.assertIn("'heartbeat_check_interval'", str(error))
+        error = self.assertRaises(usage.UsageError, parse, "--heartbeat-interval", "nan")
+        self.assertIn("'heartbeat_check_interval'", str(error))
+
     def test_noEquals(self) -> None:
         """
         C{--setting} without C{=} is a usage error quoting the argument.
