@@ -754,6 +754,21 @@ class StartOnlySettingTests(SynchronousTestCase):
             self.assertIn(setting.split("=")[0], str(error))
             self.assertIn(flag, str(error))
 
+    def test_messagesRead(self) -> None:
+        """
+        Each refusal is a sentence saying what to do instead.
+        """
+        for setting, advice in [
+            ("daemonize=true", "daemonize by leaving out -n"),
+            ('log_file="s.log"', "set the log file with --logfile"),
+            ('pid_file="s.pid"', "set the pid file with --pidfile"),
+        ]:
+            name = setting.split("=")[0]
+            error = self.assertRaises(usage.UsageError, parse, "--setting", setting)
+            self.assertEqual(
+                str(error), f"setting {name!r} applies to Server.start(); under twistd, {advice}"
+            )
+
 
 class UsageTests(SynchronousTestCase):
     """

@@ -198,7 +198,11 @@ def loadServer(spec: str) -> Server:
 
 
 #: settings of Server.start() that twistd does with its own flags
-_TWISTD_FLAGS = {"daemonize": "leave out -n", "log_file": "--logfile", "pid_file": "--pidfile"}
+_TWISTD_FLAGS = {
+    "daemonize": "daemonize by leaving out -n",
+    "log_file": "set the log file with --logfile",
+    "pid_file": "set the pid file with --pidfile",
+}
 
 
 def refuseStartOnlySettings(serv: Server) -> None:
@@ -211,7 +215,7 @@ def refuseStartOnlySettings(serv: Server) -> None:
     for name, flag in _TWISTD_FLAGS.items():
         if serv.setting[name]:
             raise ValueError(
-                f"setting {name!r} applies to Server.start(); under twistd use {flag}"
+                f"setting {name!r} applies to Server.start(); under twistd, {flag}"
             )
 
 
