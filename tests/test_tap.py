@@ -175,6 +175,21 @@ class OptionsDefaultsTests(SynchronousTestCase):
         self.assertEqual(setting["package_eof"], b"\r\n")
         self.assertFalse(setting["open_length_check"])
 
+    def test_onlyTheDefaultAppSaysSo(self) -> None:
+        """
+        No example module but the default app's calls itself the default
+        application of C{twistd swoole-tcp}.
+        """
+        import swooletw.examples
+
+        defaultModule = tcp.DEFAULT_APP.split(":")[0]
+        examples = os.path.dirname(swooletw.examples.__file__)
+        for name in sorted(os.listdir(examples)):
+            module = f"swooletw.examples.{name[:-3]}"
+            if name.endswith(".py") and module != defaultModule:
+                with open(os.path.join(examples, name), encoding="utf-8") as f:
+                    self.assertNotIn("default application", " ".join(f.read().split()), module)
+
 
 class ListenOptionTests(SynchronousTestCase):
     """
