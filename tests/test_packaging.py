@@ -87,6 +87,22 @@ def buildWheel() -> str:
     return _built["wheel"]
 
 
+class CheckoutIgnoresTests(SynchronousTestCase):
+    """
+    What a default run writes into the working directory is ignored by git.
+    """
+
+    def test_outboxIgnored(self) -> None:
+        """
+        The Maildir C{outbox/} that C{twistd -n swoole-tcp} creates without
+        C{--smtp} is in C{.gitignore}.
+        """
+        if shutil.which("git") is None or not REPO.child(".git").exists():
+            raise SkipTest("not a git checkout")
+        result = _run(["git", "-C", REPO.path, "check-ignore", "--no-index", "outbox/new/1.eml"])
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+
+
 class WheelContentsTests(SynchronousTestCase):
     """
     The files in the built wheel.
