@@ -4,9 +4,9 @@ Swoole's settings: names, defaults, types and checks.
 
 L{Server.set} and L{Port.set} take a dict written the way PHP code writes
 Swoole's array (C{'open_eof_check' => true} becomes C{"open_eof_check": True})
-or keyword arguments.  Every value is checked here; an unknown name or a value
-of the wrong type raises L{SettingError} naming the setting and, for unknown
-names, the closest valid one.  Pure Python: nothing here imports Twisted.
+or keyword arguments.  Every value is checked here; an unknown name, a value
+of the wrong type or out of range raises L{SettingError} naming the setting
+and, for unknown names, the closest valid one.  Pure Python: nothing here imports Twisted.
 """
 
 from __future__ import annotations
@@ -112,12 +112,16 @@ def _seconds(name: str, value: Any) -> float:
         raise SettingError(
             f"setting {name!r} must be a number of seconds, got {_typeName(value)} {value!r}"
         )
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
     # NaN compares false with everything, so test what is allowed.
-    if not (math.isfinite(value) and value >= 0):
+    if not (math.isfinite(seconds) and seconds >= 0):
         raise SettingError(
             f"setting {name!r} must be a finite number of seconds >= 0, got {value!r}"
         )
-    return float(value)
+    return seconds
 
 
 #: The shortest period a timer-driven setting may have (Swoole's

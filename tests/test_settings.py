@@ -345,7 +345,7 @@ class RangeTests(SynchronousTestCase):
         the value must be finite and >= 0.
         """
         for name in self.SECONDS:
-            for value in (math.nan, math.inf, -math.inf):
+            for value in (math.nan, math.inf, -math.inf, 10**400):
                 message = self.refused(name, value)
                 self.assertIn("finite", message)
                 self.assertIn(">= 0", message)
