@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import subprocess
 import sys
 
@@ -64,11 +65,26 @@ class UsageErrorTests(SynchronousTestCase):
 
     def test_badTimeout(self) -> None:
         """
-        C{--timeout} must be a finite number of seconds > 0.
+        C{--timeout} must be a number of seconds over 0 and at most a day
+        (more overflows the socket's timeout).
         """
-        for timeout in ("nan", "inf", "0", "-1", "soon"):
+        for timeout in ("nan", "inf", "0", "-1", "soon", "86401", "1e300"):
             line = self.refused(*MAIL, "--timeout", timeout)
-            self.assertIn(f"argument --timeout: must be a number of seconds > 0, got {timeout!r}", line)
+            self.assertIn(f"argument --timeout: must be a number of seconds from 0 to 86400, got {timeout!r}", line)
+
+    def test_limitsAccepted(self) -> None:
+        """
+        The limits themselves pass: with nothing listening, C{send-mail}
+        gets as far as connecting (exit status 3).
+        """
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            free = str(s.getsockname()[1])
+        for argv in (["--port", free, "--timeout", "86400"], ["--port", free, "--timeout", "0.001"],
+                     ["--host", "localhost", "--port", free]):
+            stderr = io.StringIO()
+            self.assertEqual(main([*MAIL, *argv], stderr=stderr), 3, stderr.getvalue())
+            self.assertIn("connect failed", stderr.getvalue())
 
     def test_missingOption(self) -> None:
         """
