@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from swooletw.__main__ import main
+from tests.clientsupport import freePort
 
 #: The repository root (this file is C{tests/test_main.py}).
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,9 +77,7 @@ class UsageErrorTests(SynchronousTestCase):
         The limits themselves pass: with nothing listening, C{send-mail}
         gets as far as connecting (exit status 3).
         """
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            free = str(s.getsockname()[1])
+        free = str(freePort())
         for argv in (["--port", free, "--timeout", "86400"], ["--port", free, "--timeout", "0.001"],
                      ["--host", "localhost", "--port", free]):
             stderr = io.StringIO()

@@ -26,6 +26,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from swooletw.server import Server
 from swooletw.tap import tcp
 from swooletw.testing import ServerHarness
+from tests.clientsupport import freePort
 
 # ----------------------------------------------------- apps for --app tests
 
@@ -74,15 +75,6 @@ def makeUDPServer() -> Server:
 
 #: The repository root (this file is C{tests/test_tap.py}).
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def freePort() -> int:
-    """
-    A port of 127.0.0.1 free right now.
-    """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def parse(*argv: str) -> tcp.Options:
