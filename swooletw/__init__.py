@@ -21,6 +21,7 @@ from swooletw.constants import (  # noqa: E402
 )
 from swooletw.events import EventError  # noqa: E402
 from swooletw.api import Port, Server, ServerStateError  # noqa: E402
+from swooletw.proctitle import set_process_name  # noqa: E402
 from swooletw.settings import SettingError  # noqa: E402
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "SettingError",
     "EventError",
     "ServerStateError",
+    "set_process_name",
     "SOCK_TCP",
     "SOCK_UDP",
     "SOCK_TCP6",

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
-from typing import Any, Sequence, TextIO
+from typing import Any, NoReturn, Sequence, TextIO
 
 __all__ = ["main"]
 
@@ -24,8 +25,41 @@ EXIT_REFUSED = 1
 EXIT_UNREACHABLE = 3
 
 
+class _Parser(argparse.ArgumentParser):
+    """
+    An argument parser whose usage error is one line on stderr (exit status
+    2), pointing at C{--help} instead of repeating the usage.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _port(text: str) -> int:
+    if not (text.isdigit() and 1 <= int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {text!r}")
+    return int(text)
+
+
+def _host(text: str) -> str:
+    if not text or not text.isprintable() or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"must be a host name or IP address, got {text!r}")
+    return text
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    # NaN compares false with everything; past a day, sockets overflow.
+    if not 0 < seconds <= 86400:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds from 0 to 86400, got {text!r}")
+    return seconds
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m swooletw", description="swooletw command-line tools.")
+    parser = _Parser(prog="python -m swooletw", description="swooletw command-line tools.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     mail = commands.add_parser(
         "send-mail",
@@ -38,9 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     mail.add_argument("--subject", required=True)
     mail.add_argument("--content", required=True, help="the text; '-' reads it from standard input")
     mail.add_argument("--html", action="store_true", help="the content is HTML")
-    mail.add_argument("--host", default="127.0.0.1", help="server host (default: 127.0.0.1)")
-    mail.add_argument("--port", type=int, default=9501, help="server port (default: 9501)")
-    mail.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default: 5)")
+    mail.add_argument("--host", type=_host, default="127.0.0.1", help="server host (default: 127.0.0.1)")
+    mail.add_argument("--port", type=_port, default=9501, help="server port (default: 9501)")
+    mail.add_argument("--timeout", type=_seconds, default=5.0, help="seconds to wait (default: 5)")
     return parser
 
 

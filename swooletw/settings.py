@@ -4,14 +4,15 @@ Swoole's settings: names, defaults, types and checks.
 
 L{Server.set} and L{Port.set} take a dict written the way PHP code writes
 Swoole's array (C{'open_eof_check' => true} becomes C{"open_eof_check": True})
-or keyword arguments.  Every value is checked here; an unknown name or a value
-of the wrong type raises L{SettingError} naming the setting and, for unknown
-names, the closest valid one.  Pure Python: nothing here imports Twisted.
+or keyword arguments.  Every value is checked here; an unknown name, a value
+of the wrong type or out of range raises L{SettingError} naming the setting
+and, for unknown names, the closest valid one.  Pure Python: nothing here imports Twisted.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import resource
 import struct
@@ -87,14 +88,20 @@ def _bool(name: str, value: Any) -> bool:
     )
 
 
-def _int(minimum: int = 0) -> Callable[[str, Any], int]:
+def _range(minimum: float, maximum: float | None) -> str:
+    return f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+
+
+def _int(minimum: int = 0, maximum: int | None = None) -> Callable[[str, Any], int]:
     def check(name: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise SettingError(
                 f"setting {name!r} must be an integer, got {_typeName(value)} {value!r}"
             )
-        if value < minimum:
-            raise SettingError(f"setting {name!r} must be >= {minimum}, got {value!r}")
+        if value < minimum or (maximum is not None and value > maximum):
+            raise SettingError(
+                f"setting {name!r} must be {_range(minimum, maximum)}, got {value!r}"
+            )
         return value
 
     return check
@@ -105,20 +112,41 @@ def _seconds(name: str, value: Any) -> float:
         raise SettingError(
             f"setting {name!r} must be a number of seconds, got {_typeName(value)} {value!r}"
         )
-    if value < 0:
-        raise SettingError(f"setting {name!r} must be >= 0, got {value!r}")
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
+    # NaN compares false with everything, so test what is allowed.
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise SettingError(
+            f"setting {name!r} must be a finite number of seconds >= 0, got {value!r}"
+        )
+    return seconds
+
+
+#: The shortest period a timer-driven setting may have (Swoole's
+#: C{SW_TIMER_MIN_SEC}); anything shorter would spin the reactor.
+_MIN_INTERVAL = 0.001
+
+
+def _interval(off: bool) -> Callable[[str, Any], float]:
+    """
+    Seconds between timer runs: at least C{_MIN_INTERVAL}, or 0 for "off"
+    when C{off} is true.
+    """
+
+    def check(name: str, value: Any) -> float:
+        seconds = _seconds(name, value)
+        if seconds < _MIN_INTERVAL and not (off and seconds == 0):
+            allowed = f"0 (off) or >= {_MIN_INTERVAL}" if off else f">= {_MIN_INTERVAL}"
+            raise SettingError(f"setting {name!r} must be {allowed} seconds, got {value!r}")
+        return seconds
+
+    return check
 
 
 def _intOrNone(name: str, value: Any) -> int | None:
     return None if value is None else _int(0)(name, value)
-
-
-def _positiveSeconds(name: str, value: Any) -> float:
-    seconds = _seconds(name, value)
-    if not seconds:
-        raise SettingError(f"setting {name!r} must be > 0, got {value!r}")
-    return seconds
 
 
 def _eof(name: str, value: Any) -> bytes:
@@ -206,6 +234,9 @@ def _accepted(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     return check
 
 
+#: Swoole's cap on C{worker_num} and C{task_worker_num}: 1000 per CPU.
+_MAX_PROCESSES = (os.cpu_count() or 1) * 1000
+
 
 @dataclass(frozen=True)
 class _Spec:
@@ -216,13 +247,13 @@ class _Spec:
 
 _SPECS: dict[str, _Spec] = {
     # process model
-    "worker_num": _Spec(_int(1), os.cpu_count() or 1),
+    "worker_num": _Spec(_int(1, _MAX_PROCESSES), os.cpu_count() or 1),
     "reactor_num": _Spec(_accepted(_int(1)), 1),
     "max_request": _Spec(_int(0), 0),
     "max_request_grace": _Spec(_intOrNone, None),
     "worker_timeout": _Spec(_seconds, 30.0),
-    "worker_ping_interval": _Spec(_positiveSeconds, 1.0),
-    "task_worker_num": _Spec(_int(0), 0),
+    "worker_ping_interval": _Spec(_interval(off=False), 1.0),
+    "task_worker_num": _Spec(_int(0, _MAX_PROCESSES), 0),
     "task_worker_mode": _Spec(_choice("thread", "process"), "thread"),
     "task_queue_max": _Spec(_int(1), 65536),
     "task_store": _Spec(_storeOrNone, None),
@@ -230,7 +261,7 @@ _SPECS: dict[str, _Spec] = {
     "daemonize": _Spec(_bool, False),
     "log_file": _Spec(_pathOrNone, None),
     "pid_file": _Spec(_pathOrNone, None),
-    "log_level": _Spec(_accepted(_int(0)), 0),
+    "log_level": _Spec(_accepted(_int(0, 6)), 0),
     "max_wait_time": _Spec(_seconds, 3.0),
     "reload_async": _Spec(_bool, True),
     "dispatch_mode": _Spec(
@@ -248,8 +279,8 @@ _SPECS: dict[str, _Spec] = {
     # per port: connections and framing
     "backlog": _Spec(_int(1), 512, perPort=True),
     "open_tcp_nodelay": _Spec(_bool, False, perPort=True),
-    "heartbeat_check_interval": _Spec(_seconds, 0.0, perPort=True),
-    "heartbeat_idle_time": _Spec(_seconds, 0.0, perPort=True),
+    "heartbeat_check_interval": _Spec(_interval(off=True), 0.0, perPort=True),
+    "heartbeat_idle_time": _Spec(_interval(off=True), 0.0, perPort=True),
     "open_eof_check": _Spec(_bool, False, perPort=True),
     "open_eof_split": _Spec(_bool, False, perPort=True),
     "package_eof": _Spec(_eof, b"\r\n", perPort=True),

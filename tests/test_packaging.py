@@ -6,9 +6,13 @@ C{swoole-tcp}, also after a reinstall (an upgrade).
 The wheel is built once per test module with
 C{pip wheel --no-deps --no-build-isolation} from a copy of the checkout
 (so that the build does not write C{build/} and C{*.egg-info} into the
-shared working tree, nor pick up a stale C{build/lib}).  The virtualenv uses
-C{--system-site-packages} so that Twisted and the other dependencies come
-from the system: no network is needed.
+shared working tree, nor pick up a stale C{build/lib}).  The virtualenv sees
+the packages of the environment running the tests, so that Twisted and the
+other dependencies come from there: no network is needed.  When that
+environment is the system, C{--system-site-packages} does it; when it is
+itself a virtualenv (C{pip install '.[test]'} in one, as the README says),
+the new venv is made from the I{base} interpreter, which may have no
+Twisted, so a C{.pth} file adds this environment's site-packages too.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import zipfile
 from typing import Any
@@ -57,6 +62,37 @@ def _cleanEnv() -> dict[str, str]:
     return env
 
 
+def inVirtualenv() -> bool:
+    """
+    Whether the tests run inside a virtualenv (C{python -m venv} or
+    C{virtualenv}).
+    """
+    return sys.prefix != sys.base_prefix
+
+
+def seeRunningEnvironment(siteDir: str) -> None:
+    """
+    Make the venv whose site-packages is C{siteDir} see the packages of the
+    environment running the tests, when that is a virtualenv: a venv made
+    from one is made from the base interpreter, and its
+    C{--system-site-packages} are the base's.
+    """
+    if inVirtualenv():
+        writeEnvironmentPth(siteDir)
+
+
+def writeEnvironmentPth(siteDir: str) -> None:
+    """
+    Write a C{.pth} file into C{siteDir} listing this environment's
+    C{purelib} and C{platlib} (where C{pip install} put Twisted); Python
+    appends them to C{sys.path} right after the venv's own site-packages,
+    before the base's.
+    """
+    paths = sysconfig.get_paths()
+    with open(os.path.join(siteDir, "_swooletw_test_environment.pth"), "w") as pth:
+        pth.write("".join(f"{path}\n" for path in dict.fromkeys([paths["purelib"], paths["platlib"]])))
+
+
 def buildWheel() -> str:
     """
     Build the wheel (once per module); return its path.
@@ -85,6 +121,22 @@ def buildWheel() -> str:
         [wheel] = [os.path.join(out, name) for name in os.listdir(out) if name.endswith(".whl")]
         _built["wheel"] = wheel
     return _built["wheel"]
+
+
+class CheckoutIgnoresTests(SynchronousTestCase):
+    """
+    What a default run writes into the working directory is ignored by git.
+    """
+
+    def test_outboxIgnored(self) -> None:
+        """
+        The Maildir C{outbox/} that C{twistd -n swoole-tcp} creates without
+        C{--smtp} is in C{.gitignore}.
+        """
+        if shutil.which("git") is None or not REPO.child(".git").exists():
+            raise SkipTest("not a git checkout")
+        result = _run(["git", "-C", REPO.path, "check-ignore", "--no-index", "outbox/new/1.eml"])
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
 
 
 class WheelContentsTests(SynchronousTestCase):
@@ -170,6 +222,35 @@ class WheelContentsTests(SynchronousTestCase):
         self.assertEqual(top - distInfo, {"swooletw", "twisted"})
 
 
+class RunningEnvironmentTests(SynchronousTestCase):
+    """
+    L{writeEnvironmentPth}: how the venv sees Twisted when the tests run in
+    a virtualenv whose base interpreter has none.
+    """
+
+    def test_venvWithoutSystemPackagesSeesTwisted(self) -> None:
+        """
+        A venv that cannot see the base's site-packages (as when the base has
+        no Twisted) imports Twisted from this environment once the C{.pth}
+        file is written.
+        """
+        venv = os.path.abspath(self.mktemp())
+        created = _run([sys.executable, "-m", "venv", "--without-pip", venv], env=_cleanEnv())
+        python = os.path.join(venv, "bin", "python")
+        if created.returncode != 0 or not os.path.exists(python):
+            raise SkipTest(f"cannot create a virtualenv: {created.stderr.strip()}")
+        cwd = _tempDir("swooletw-cwd-")
+
+        def run(code: str) -> subprocess.CompletedProcess[str]:
+            return _run([python, "-c", code], cwd=cwd, env=_cleanEnv())
+
+        if run("import twisted.internet").returncode == 0:
+            raise SkipTest("the venv sees a Twisted without the .pth file")
+        writeEnvironmentPth(run("import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip())
+        imported = run("import twisted.internet")
+        self.assertEqual(imported.returncode, 0, imported.stderr)
+
+
 class InstalledWheelTests(SynchronousTestCase):
     """
     The wheel installed into a fresh virtualenv, run from a directory that
@@ -213,6 +294,7 @@ class InstalledWheelTests(SynchronousTestCase):
         state.update(venv=venv, python=python, cwd=cwd, wheel=wheel)
         siteDir = cls._probe(python, cwd, "import sysconfig; print(sysconfig.get_paths()['purelib'])")
         state["siteDir"] = siteDir
+        seeRunningEnvironment(siteDir)
         cls._pip(python, cwd, wheel)
         # What a first start after the install sees (recorded now so that the
         # reinstall test may run in any order).
@@ -229,8 +311,9 @@ class InstalledWheelTests(SynchronousTestCase):
     @staticmethod
     def _pip(python: str, cwd: str, wheel: str, *extra: str) -> None:
         result = _run(
-            # --ignore-installed: the venv sees the system site-packages,
-            # where .ci/run has installed the same version already.
+            # --ignore-installed: the venv sees the running environment's
+            # site-packages, where .ci/run (or the README's pip install) has
+            # installed the same version already.
             [python, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", *extra, wheel],
             cwd=cwd,
             env=_cleanEnv(),
@@ -286,8 +369,10 @@ class InstalledWheelTests(SynchronousTestCase):
 
     def test_twistedFromSystem(self) -> None:
         """
-        Twisted itself comes from the system site-packages (so the plugin
-        lives in a second C{twisted/plugins} directory).
+        Twisted itself comes from the environment running the tests (the
+        system's site-packages, or the virtualenv the tests run in), not
+        the venv (so the plugin lives in a second C{twisted/plugins}
+        directory).
         """
         printed = self._probe(self.python, self.cwd, "import twisted; print(twisted.__file__)")
         self.assertFalse(

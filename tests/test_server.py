@@ -1,6 +1,7 @@
 """
-Unit tests for L{swooletw.server}, L{swooletw.connection} and
-L{swooletw.service}, on a memory reactor through L{swooletw.testing}.
+Unit tests for L{swooletw.api}, L{swooletw.wire} and L{swooletw.runtime.single},
+on a memory reactor through L{swooletw.testing}.
+
 """
 
 from __future__ import annotations

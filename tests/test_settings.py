@@ -4,6 +4,7 @@ Tests for L{swooletw.settings}.
 
 from __future__ import annotations
 
+import math
 import os
 
 from typing import Any
@@ -320,6 +321,96 @@ class RefusalTests(SynchronousTestCase):
         message = self.refused({"backlog": 10, "package_eof": 3})
         self.assertIn("'package_eof'", message)
         self.assertNotIn("'backlog'", message)
+
+
+class RangeTests(SynchronousTestCase):
+    """
+    Numbers are range-checked: the message names the setting and the allowed
+    range.
+    """
+
+    #: Every setting given in seconds.
+    SECONDS = ("heartbeat_check_interval", "heartbeat_idle_time", "max_wait_time",
+               "worker_timeout", "worker_ping_interval")
+
+    def refused(self, name: str, value: Any) -> str:
+        error = self.assertRaises(SettingError, settings.normalise, {name: value})
+        message = str(error)
+        self.assertIn(repr(name), message)
+        return message
+
+    def test_secondsNotFinite(self) -> None:
+        """
+        NaN and infinities are refused for every seconds setting, saying
+        the value must be finite and >= 0.
+        """
+        for name in self.SECONDS:
+            for value in (math.nan, math.inf, -math.inf, 10**400):
+                message = self.refused(name, value)
+                self.assertIn("finite", message)
+                self.assertIn(">= 0", message)
+
+    def test_secondsNegative(self) -> None:
+        """
+        Negative seconds are refused for every seconds setting.
+        """
+        for name in self.SECONDS:
+            self.assertIn(">= 0", self.refused(name, -0.5))
+
+    def test_intervalsTooShort(self) -> None:
+        """
+        Timer periods shorter than 1 ms (Swoole's shortest timer) would spin
+        the reactor: refused.  The heartbeat settings take 0 for off; the
+        ping interval has no off.
+        """
+        for name in ("heartbeat_check_interval", "heartbeat_idle_time"):
+            self.assertIn("0 (off) or >= 0.001", self.refused(name, 1e-9))
+            self.assertEqual(settings.normalise({name: 0}), {name: 0.0})
+            self.assertEqual(settings.normalise({name: 0.001}), {name: 0.001})
+        for value in (0, 1e-9):
+            message = self.refused("worker_ping_interval", value)
+            self.assertIn(">= 0.001", message)
+            self.assertNotIn("off", message)
+
+    def test_processCounts(self) -> None:
+        """
+        C{worker_num} is 1 to 1000 per CPU and C{task_worker_num} 0 to 1000
+        per CPU (Swoole's caps).
+        """
+        cap = (os.cpu_count() or 1) * 1000
+        self.assertIn(f"between 1 and {cap}", self.refused("worker_num", 0))
+        self.assertIn(f"between 1 and {cap}", self.refused("worker_num", cap + 1))
+        self.assertIn(f"between 0 and {cap}", self.refused("task_worker_num", -1))
+        self.assertIn(f"between 0 and {cap}", self.refused("task_worker_num", cap + 1))
+        self.assertEqual(settings.normalise({"worker_num": cap, "task_worker_num": cap}),
+                         {"worker_num": cap, "task_worker_num": cap})
+
+    def test_otherInts(self) -> None:
+        """
+        The other integer settings have their minimum (and C{log_level}
+        Swoole's 0 to 6).
+        """
+        for name, low in (("max_conn", 1), ("max_connection", 1), ("package_max_length", 1),
+                          ("backlog", 1), ("max_request", 0), ("task_max_request", 0),
+                          ("task_queue_max", 1), ("max_request_grace", 0), ("reactor_num", 1),
+                          ("package_length_offset", 0), ("package_body_offset", 0)):
+            self.assertIn(f">= {low}", self.refused(name, low - 1))
+        self.assertIn("between 0 and 6", self.refused("log_level", 7))
+        self.assertEqual(settings.normalise({"log_level": 6}), {"log_level": 6})
+
+    def test_serverSetRefuses(self) -> None:
+        """
+        L{Server.set} and L{Port.set} refuse NaN seconds, and the setting
+        keeps its value.
+        """
+        from swooletw.api import Server
+
+        serv = Server("127.0.0.1", 0)
+        self.assertRaises(SettingError, serv.set, {"heartbeat_check_interval": math.nan})
+        self.assertRaises(SettingError, serv.set, max_wait_time=math.inf)
+        self.assertRaises(SettingError, serv.ports[0].set, {"heartbeat_idle_time": math.nan})
+        self.assertEqual(serv.setting["heartbeat_check_interval"], 0.0)
+        self.assertEqual(serv.setting["max_wait_time"], 3.0)
 
 
 class DefaultsTests(SynchronousTestCase):

@@ -10,6 +10,10 @@ over a real socket.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from typing import Any
 
 from twisted.internet import defer
@@ -23,6 +27,7 @@ from swooletw.api import Server
 from swooletw.constants import BASE
 from swooletw.tap import tcp
 from swooletw.testing import ServerHarness
+from tests.clientsupport import freePort
 
 # ----------------------------------------------------- apps for --app tests
 
@@ -67,6 +72,10 @@ def makeUDPServer() -> Server:
     from swooletw.constants import SOCK_UDP
 
     return Server("127.0.0.1", 9602, sock_type=SOCK_UDP)
+
+
+#: The repository root (this file is C{tests/test_tap.py}).
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def parse(*argv: str) -> tcp.Options:
@@ -160,6 +169,21 @@ class OptionsDefaultsTests(SynchronousTestCase):
         self.assertEqual(setting["package_eof"], b"\r\n")
         self.assertFalse(setting["open_length_check"])
 
+    def test_onlyTheDefaultAppSaysSo(self) -> None:
+        """
+        No example module but the default app's calls itself the default
+        application of C{twistd swoole-tcp}.
+        """
+        import swooletw.examples
+
+        defaultModule = tcp.DEFAULT_APP.split(":")[0]
+        examples = os.path.dirname(swooletw.examples.__file__)
+        for name in sorted(os.listdir(examples)):
+            module = f"swooletw.examples.{name[:-3]}"
+            if name.endswith(".py") and module != defaultModule:
+                with open(os.path.join(examples, name), encoding="utf-8") as f:
+                    self.assertNotIn("default application", " ".join(f.read().split()), module)
+
 
 class ListenOptionTests(SynchronousTestCase):
     """
@@ -212,6 +236,67 @@ class ListenOptionTests(SynchronousTestCase):
         options = parse("--listen", "tcp:9505:interface=127.0.0.1:backlog=7")
         _, reactor = startOnMemoryReactor(self, options)
         self.assertEqual(reactor.tcpServers[0][2], 7)
+
+    def refusedListen(self, description: str) -> str:
+        """
+        Parse C{--listen description}; return the usage error's message.
+        """
+        return str(self.assertRaises(usage.UsageError, parse, "--listen", description))
+
+    def test_unknownEndpointType(self) -> None:
+        """
+        C{--listen garbage} is a usage error naming the option, the string
+        and the problem.
+        """
+        self.assertEqual(
+            self.refusedListen("garbage"),
+            "--listen 'garbage': Unknown endpoint type: 'garbage'",
+        )
+
+    def test_invalidPort(self) -> None:
+        """
+        A port that is not a number from 0 to 65535 (as a first field or
+        C{port=}) is a usage error saying so; so is a missing port.
+        """
+        for description, port in (("tcp:notaport", "notaport"), ("tcp:99999", "99999"),
+                                  ("tcp6:-1", "-1"), ("ssl:port=x:privateKey=k.pem", "x")):
+            self.assertEqual(
+                self.refusedListen(description),
+                f"--listen {description!r}: invalid port {port!r} (0 to 65535)",
+            )
+        self.assertEqual(
+            self.refusedListen("tcp:interface=127.0.0.1"),
+            "--listen 'tcp:interface=127.0.0.1': no port given",
+        )
+
+    def test_udpRefused(self) -> None:
+        """
+        C{--listen udp:9502} is refused, saying how UDP ports are set up.
+        """
+        message = self.refusedListen("udp:9502")
+        self.assertTrue(message.startswith("--listen 'udp:9502': "), message)
+        self.assertIn("serv.listen(host, port, SOCK_UDP)", message)
+
+    def test_otherEndpointErrors(self) -> None:
+        """
+        Whatever else Twisted's endpoint parser refuses (an unknown
+        parameter, a missing TLS key file) is a usage error naming the
+        option and the string.
+        """
+        self.assertIn("'foo'", self.refusedListen("tcp:9502:foo=bar"))
+        missing = os.path.abspath(self.mktemp())
+        message = self.refusedListen(f"ssl:9502:privateKey={missing}")
+        self.assertTrue(message.startswith(f"--listen 'ssl:9502:privateKey={missing}': "), message)
+        self.assertIn(missing, message)
+
+    def test_nothingBoundWhileParsing(self) -> None:
+        """
+        Checking C{--listen} binds nothing: the port stays free.
+        """
+        port = freePort()
+        parse("--listen", f"tcp:{port}:interface=127.0.0.1")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
 
     def test_listenOnUDPAppIsUsageError(self) -> None:
         """
@@ -394,6 +479,20 @@ class SettingOptionTests(SynchronousTestCase):
         error = self.assertRaises(usage.UsageError, parse, "--setting", 'max_conn="ten"')
         self.assertIn("max_conn", str(error))
 
+    def test_notANumberIsUsageError(self) -> None:
+        """
+        C{NaN} and C{Infinity} (which JSON parsing reads as floats) and
+        negative seconds are usage errors naming the setting, as is
+        C{--heartbeat-interval nan}.
+        """
+        for value in ("NaN", "Infinity", "-1"):
+            error = self.assertRaises(
+                usage.UsageError, parse, "--setting", f"heartbeat_check_interval={value}"
+            )
+            self.assertIn("'heartbeat_check_interval'", str(error))
+        error = self.assertRaises(usage.UsageError, parse, "--heartbeat-interval", "nan")
+        self.assertIn("'heartbeat_check_interval'", str(error))
+
     def test_noEquals(self) -> None:
         """
         C{--setting} without C{=} is a usage error quoting the argument.
@@ -516,15 +615,39 @@ class AppOptionTests(SynchronousTestCase):
 
 class MakeServiceTests(SynchronousTestCase):
     """
-    L{tcp.makeService}: the parsed server's own service.
+    L{tcp.makeService}: the parsed server's own service, in a
+    L{tcp.TapService}.
     """
 
-    def test_isTheServersService(self) -> None:
+    def test_holdsTheServersService(self) -> None:
         """
-        The service is the server's C{asService()}.
+        The service is a L{tcp.TapService} whose only child is the server's
+        C{asService()}.
         """
         options = parse()
-        self.assertIs(tcp.makeService(options), options["server"].asService())
+        service = tcp.makeService(options)
+        self.assertIsInstance(service, tcp.TapService)
+        self.assertEqual(list(service), [options["server"].asService()])
+
+    def test_portInUseIsStartError(self) -> None:
+        """
+        When a port cannot be bound, starting raises L{tcp.StartError}: a
+        L{SystemExit} (status 1, no traceback) that is also an
+        L{Exception} (so twistd's clean-up runs), whose message names the
+        endpoint and the reason and points at C{--listen}.
+        """
+        with socket.socket() as held:
+            held.bind(("127.0.0.1", 0))
+            held.listen()
+            description = f"tcp:{held.getsockname()[1]}:interface=127.0.0.1"
+            service = tcp.makeService(parse("--worker-num", "1", "--listen", description))
+            error = self.assertRaises(tcp.StartError, service.privilegedStartService)
+        self.assertIsInstance(error, SystemExit)
+        self.assertIsInstance(error, Exception)
+        message = str(error)
+        self.assertTrue(message.startswith(f"swoole-tcp: cannot listen on {description}: "), message)
+        self.assertIn("in use", message)
+        self.assertTrue(message.endswith("(--listen sets the address)"), message)
 
     def test_startFiresWorkerStartAndListens(self) -> None:
         """
@@ -622,8 +745,8 @@ class PluginServiceIntegrationTests(TestCase):
         After listening on C{tcp:0}, the main port's C{port} attribute is
         the port actually bound (as documented on L{Port}).
         """
-        serv, service = self.startParsed("--listen", "tcp:0:interface=127.0.0.1")
-        bound = service._listening[0].getHost().port
+        serv, _service = self.startParsed("--listen", "tcp:0:interface=127.0.0.1")
+        bound = serv.asService()._listening[0].getHost().port
         self.assertEqual(serv.ports[0].port, bound)
 
 
@@ -640,3 +763,126 @@ class StartOnlySettingTests(SynchronousTestCase):
             error = self.assertRaises(usage.UsageError, parse, "--setting", setting)
             self.assertIn(setting.split("=")[0], str(error))
             self.assertIn(flag, str(error))
+
+    def test_messagesRead(self) -> None:
+        """
+        Each refusal is a sentence saying what to do instead.
+        """
+        for setting, advice in [
+            ("daemonize=true", "daemonize by leaving out -n"),
+            ('log_file="s.log"', "set the log file with --logfile"),
+            ('pid_file="s.pid"', "set the pid file with --pidfile"),
+        ]:
+            name = setting.split("=")[0]
+            error = self.assertRaises(usage.UsageError, parse, "--setting", setting)
+            self.assertEqual(
+                str(error), f"setting {name!r} applies to Server.start(); under twistd, {advice}"
+            )
+
+
+class UsageTests(SynchronousTestCase):
+    """
+    The help twistd prints with a usage error: all of it for a mistyped
+    option, a pointer to it after a bad value (whose message is the line
+    that matters).
+    """
+
+    def test_fullHelpByDefault(self) -> None:
+        """
+        Before any error, C{getUsage} is the options' help.
+        """
+        usageText = tcp.Options().getUsage()
+        self.assertIn("--listen", usageText)
+        self.assertIn("--setting", usageText)
+
+    def test_pointerAfterBadValue(self) -> None:
+        """
+        After a refused C{--listen}, C{--setting} or setting value,
+        C{getUsage} is one line pointing at C{--help}.
+        """
+        for argv in (["--listen", "garbage"], ["--setting", "max_conn"],
+                     ["--setting", "heartbeat_check_interval=NaN"]):
+            options = tcp.Options()
+            self.assertRaises(usage.UsageError, options.parseOptions, argv)
+            self.assertEqual(options.getUsage(), "Run 'twistd swoole-tcp --help' for the options.")
+
+
+_TWISTD = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
+
+
+class TwistdErrorTests(SynchronousTestCase):
+    """
+    C{twistd -n swoole-tcp} run for real with a bad C{--listen} or a port in
+    use: no traceback, one line saying what is wrong, exit status 1.
+    """
+
+    def twistd(self, *argv: str) -> tuple[int, list[str], str]:
+        """
+        Run C{twistd -n swoole-tcp argv} in a fresh directory (default pid
+        file); return its exit status, output lines and directory.
+        """
+        workdir = os.path.abspath(self.mktemp())
+        os.makedirs(workdir)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
+        result = subprocess.run(
+            [sys.executable, "-c", _TWISTD, "-n", "swoole-tcp", *argv],
+            cwd=workdir, env=env, capture_output=True, text=True, timeout=60,
+        )
+        lines = (result.stdout + result.stderr).splitlines()
+        self.assertNotIn("Traceback", "\n".join(lines))
+        return result.returncode, lines, workdir
+
+    def assertUsageError(self, description: str, expected: str) -> None:
+        """
+        C{--listen description} exits with status 1 after three lines:
+        twistd's synopsis, the pointer to C{--help}, and C{expected}.
+        """
+        status, lines, _ = self.twistd("--listen", description)
+        self.assertEqual(status, 1, lines)
+        self.assertEqual(
+            lines,
+            ["Usage: twistd [options]", "Run 'twistd swoole-tcp --help' for the options.",
+             f"twistd -n: --listen {description!r}: {expected}"],
+        )
+
+    def test_garbage(self) -> None:
+        """
+        C{--listen garbage}.
+        """
+        self.assertUsageError("garbage", "Unknown endpoint type: 'garbage'")
+
+    def test_notAPort(self) -> None:
+        """
+        C{--listen tcp:notaport}.
+        """
+        self.assertUsageError("tcp:notaport", "invalid port 'notaport' (0 to 65535)")
+
+    def test_udp(self) -> None:
+        """
+        C{--listen udp:9502}.
+        """
+        self.assertUsageError(
+            "udp:9502",
+            "--listen takes stream endpoints; UDP ports are set up by the app "
+            "with serv.listen(host, port, SOCK_UDP)",
+        )
+
+    def test_portInUse(self) -> None:
+        """
+        A C{--listen} port already in use: after twistd's two start-up lines,
+        one line naming the endpoint and the reason; exit status 1; the pid
+        file is removed.
+        """
+        with socket.socket() as held:
+            held.bind(("127.0.0.1", 0))
+            held.listen()
+            description = f"tcp:{held.getsockname()[1]}:interface=127.0.0.1"
+            status, lines, workdir = self.twistd("--listen", description)
+        self.assertEqual(status, 1, lines)
+        self.assertEqual(len(lines), 3, lines)
+        self.assertIn("starting up", lines[0])
+        self.assertIn("reactor class", lines[1])
+        self.assertIn(f"swoole-tcp: cannot listen on {description}: ", lines[2])
+        self.assertIn("Address already in use", lines[2])
+        self.assertFalse(os.path.exists(os.path.join(workdir, "twistd.pid")))

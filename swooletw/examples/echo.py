@@ -1,8 +1,10 @@
 # -*- test-case-name: tests.test_examples -*-
 """
 Tutorial §7.1: the asynchronous TCP server.  Replies C{"hello server"}
-followed by whatever the client sent.  The default application of
-C{twistd -n swoole-tcp}.
+followed by whatever the client sent.
+
+    twistd -ny tap/echo.tac
+    twistd -n swoole-tcp --app swooletw.examples.echo:makeServer
 """
 
 from __future__ import annotations

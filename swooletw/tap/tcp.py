@@ -7,8 +7,10 @@ C{twistd swoole-tcp}: run a swooletw L{Server}.
     twistd -n swoole-tcp --app myproject.server:serv      # yours
     twistd -n swoole-tcp --listen tcp:9502 --eof '\\r\\n' --setting max_conn=1000
 
-Options become Swoole settings; a bad one stops start-up with a message
-naming it, before anything is bound.
+Options become Swoole settings; a bad one, or a C{--listen} string that
+does not parse, stops start-up with a usage error naming it, before anything
+is bound.  A port that cannot be bound (in use, no permission) ends start-up
+with one line and exit status 1 (L{TapService}).
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ import inspect
 import json
 from typing import Any
 
+from twisted.application.service import MultiService
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
+from twisted.internet.testing import MemoryReactor
 from twisted.python import reflect, usage
 
 from swooletw.constants import UDP_TYPES
 from swooletw.events import EventError
 from swooletw.mail.config import MAIL_OPTIONS
 from swooletw.api import Server
+from swooletw.runtime.endpoints import ListenError
 from swooletw.settings import SettingError
 
 DEFAULT_LISTEN = "tcp:9501:interface=127.0.0.1"
@@ -79,12 +86,30 @@ class Options(usage.Options):
         super().__init__()
         self["listen"] = []
         self["settings"] = {}
+        self._badValue = False
+
+    def getUsage(self, width: int | None = None) -> str:
+        """
+        The options' help; after a bad value only a pointer to it, so that
+        twistd's usage error ends in the one line that names the problem.
+        """
+        if self._badValue:
+            return "Run 'twistd swoole-tcp --help' for the options."
+        return super().getUsage(width)
+
+    def _refuse(self, error: Exception) -> usage.UsageError:
+        self._badValue = True
+        return usage.UsageError(str(error))
 
     def opt_listen(self, description: str) -> None:
         """
         A Twisted endpoint string to listen on (repeatable; default
         tcp:9501:interface=127.0.0.1).  Replaces the app's own address.
         """
+        try:
+            checkEndpoint(description)
+        except ValueError as e:
+            raise self._refuse(e) from e
         self["listen"].append(description)
 
     def opt_setting(self, pair: str) -> None:
@@ -94,7 +119,7 @@ class Options(usage.Options):
         """
         name, sep, raw = pair.partition("=")
         if not sep or not name:
-            raise usage.UsageError(f"--setting takes name=value, got {pair!r}")
+            raise self._refuse(ValueError(f"--setting takes name=value, got {pair!r}"))
         try:
             value = json.loads(raw)
         except ValueError:
@@ -114,8 +139,9 @@ class Options(usage.Options):
                 useEndpoints(serv, [DEFAULT_LISTEN])
             refuseStartOnlySettings(serv)
             applyMailOptions(serv, self)
+            serv.checkStartable()
         except (SettingError, EventError, ValueError) as e:
-            raise usage.UsageError(str(e)) from e
+            raise self._refuse(e) from e
         self["server"] = serv
 
     def _settings(self) -> dict[str, Any]:
@@ -173,7 +199,11 @@ def loadServer(spec: str) -> Server:
 
 
 #: settings of Server.start() that twistd does with its own flags
-_TWISTD_FLAGS = {"daemonize": "leave out -n", "log_file": "--logfile", "pid_file": "--pidfile"}
+_TWISTD_FLAGS = {
+    "daemonize": "daemonize by leaving out -n",
+    "log_file": "set the log file with --logfile",
+    "pid_file": "set the pid file with --pidfile",
+}
 
 
 def refuseStartOnlySettings(serv: Server) -> None:
@@ -186,8 +216,42 @@ def refuseStartOnlySettings(serv: Server) -> None:
     for name, flag in _TWISTD_FLAGS.items():
         if serv.setting[name]:
             raise ValueError(
-                f"setting {name!r} applies to Server.start(); under twistd use {flag}"
+                f"setting {name!r} applies to Server.start(); under twistd, {flag}"
             )
+
+
+#: Endpoint types whose first field (or C{port=}) is a TCP port number.
+_PORT_TYPES = ("tcp", "tcp6", "ssl")
+
+
+def checkEndpoint(description: str) -> None:
+    """
+    Parse a C{--listen} endpoint string without binding anything.
+
+    @raise ValueError: naming the option, the string and the problem.
+    """
+    where = f"--listen {description!r}"
+    kind, _, rest = description.partition(":")
+    kind = kind.strip().lower()
+    if kind == "udp":
+        raise ValueError(
+            f"{where}: --listen takes stream endpoints; UDP ports are set up by "
+            "the app with serv.listen(host, port, SOCK_UDP)"
+        )
+    if kind in _PORT_TYPES:
+        fields = rest.split(":")
+        named = [f[len("port="):] for f in fields if f.startswith("port=")]
+        port = named[0] if named else fields[0]
+        if "=" in port:
+            raise ValueError(f"{where}: no port given")
+        if not (port.isdigit() and int(port) <= 65535):
+            raise ValueError(f"{where}: invalid port {port!r} (0 to 65535)")
+    try:
+        serverFromString(MemoryReactor(), description)
+    except IndexError as e:  # systemd: with no socket at that index
+        raise ValueError(f"{where}: no socket was passed at that index") from e
+    except (ValueError, TypeError, OSError) as e:
+        raise ValueError(f"{where}: {e}") from e
 
 
 def useEndpoints(serv: Server, descriptions: list[str]) -> None:
@@ -202,8 +266,42 @@ def useEndpoints(serv: Server, descriptions: list[str]) -> None:
         serv.listenEndpoint(description)
 
 
-def makeService(options: Options) -> Any:
+class StartError(SystemExit, Exception):
     """
-    The server of the parsed options, as a Twisted service.
+    The server cannot start; the message says why.
+
+    A L{SystemExit}, so that Python exits with status 1 and prints just the
+    message; an L{Exception} too, so that twistd's clean-up for a failed
+    start runs on the way out (it removes the pid file and, when
+    daemonizing, reports the message to the waiting parent).
     """
-    return options["server"].asService()
+
+
+class TapService(MultiService):
+    """
+    The server's service as twistd runs it: a port that cannot be bound
+    (or a setting refused at start) ends start-up with one line and exit
+    status 1 instead of a traceback.
+    """
+
+    def privilegedStartService(self) -> None:
+        """
+        Bind the server's ports.
+
+        @raise StartError: when one cannot be bound.
+        """
+        try:
+            super().privilegedStartService()
+        except (ListenError, SettingError) as e:
+            hint = " (--listen sets the address)" if isinstance(e.__cause__, CannotListenError) else ""
+            raise StartError(f"swoole-tcp: {e}{hint}") from None
+
+
+def makeService(options: Options) -> TapService:
+    """
+    The server of the parsed options, as a Twisted service: its
+    C{asService()} in a L{TapService}.
+    """
+    service = TapService()
+    options["server"].asService().setServiceParent(service)
+    return service
