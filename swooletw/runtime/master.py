@@ -95,6 +95,8 @@ class MasterService(Service):
         self.sockets: list[ListeningSocket] = []
         self._listening: list[Any] = []
         self.channels: dict[int, Channel] = {}
+        #: pid -> [exit status once reaped, whether its channel is closed]
+        self._ending: dict[int, list[Any]] = {}
         self._previousSignals: dict[int, Any] = {}
         taskProcesses = setting["task_worker_num"] if setting["task_worker_mode"] == "process" else 0
         self.dispatcher = TaskDispatcher(self._sendTo) if taskProcesses else None
@@ -147,7 +149,8 @@ class MasterService(Service):
         self.runtime.counters.start_time = int(serv.reactor.seconds())
         serv.attach(self.runtime)
         setProcessTitle("swooletw: master")
-        self._installSignals()
+        # Once running: twistd installs its own handlers as the reactor starts.
+        serv.reactor.callWhenRunning(self._installSignals)
         released = self._releaseTasks()
         if released:
             self.log.info("{count} tasks from a previous run will run again", count=released)
@@ -212,7 +215,7 @@ class MasterService(Service):
             parentEnd.close()
             self._runChild(slot, childEnd.detach(), masterPid, block)
         childEnd.close()
-        channel = Channel(self._handlersFor(slot, pid), lambda reason: None)
+        channel = Channel(self._handlersFor(slot, pid), lambda reason: self._ended(pid, channelLost=True))
         self.channels[slot.workerId] = channel
         self.router.attach(slot.workerId, channel)
         reactor = self.serv.reactor
@@ -261,6 +264,21 @@ class MasterService(Service):
             pass
 
     def _reaped(self, pid: int, status: int) -> None:
+        self._ended(pid, status=status)
+
+    def _ended(self, pid: int, status: int | None = None, channelLost: bool = False) -> None:
+        """
+        A child is done once it is reaped and its channel is read to the
+        end (its last messages, such as "recycling", come first).
+        """
+        seen = self._ending.setdefault(pid, [None, False])
+        if status is not None:
+            seen[0] = status
+        seen[1] = seen[1] or channelLost
+        if seen[0] is None or not seen[1]:
+            return
+        del self._ending[pid]
+        status = seen[0]
         exitCode = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 0
         signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
         self.supervisor.exited(pid, exitCode, signum)
