@@ -760,8 +760,13 @@ def command_line(argv=None) -> str:
     return shlex.join(["python3", script] + (sys.argv[1:] if argv is None else list(argv)))
 
 
-def main(scenario: Scenario, argv=None) -> int:
-    args = parse_args(scenario, argv)
+def main(scenario: Scenario, argv=None, add_args: Optional[Callable] = None,
+         configure: Optional[Callable] = None) -> int:
+    """Run a scenario. `add_args(parser)` may add its own options, `configure(scenario,
+    args)` then change it from them (run_echo.py's --baseline-tree adds servers)."""
+    args = parse_args(scenario, argv, add_args)
+    if configure is not None:
+        configure(scenario, args)
     rows = plan(scenario, args)
     if args.list:
         list_rows(rows)

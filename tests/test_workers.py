@@ -359,6 +359,21 @@ class WorkerProcessTests(TestCase):
 
     # -------------------------------------------------------- max_request
 
+    def test_oneWorkerSupervisedInProcessMode(self) -> None:
+        """
+        The tutorial's §10 settings: in PROCESS mode (the default) even one
+        worker has a master, so C{max_request} 3 recycles it every 3 to 4
+        requests (as Swoole does), and each request is served.
+        """
+        server = self.start(worker_num=1, max_request=3)
+        server.waitForWorkers(1)
+        for _ in range(12):
+            self.assertTrue(oneShot(server.port, "id").startswith("ID 0 "))
+        self.assertTrue(waitUntil(lambda: len(server.workerStarts()) >= 3, 5), server.log())
+        counts = [int(m.group(1)) for m in server.lines(r"handled (\d+) requests \(max_request\): recycling")]
+        self.assertTrue(counts and all(3 <= count <= 4 for count in counts), counts)
+        self.assertNoErrors(server)
+
     def test_maxRequestRecycles(self) -> None:
         """
         C{max_request} 20 with a grace of 10: over ~200 requests each

@@ -4,6 +4,11 @@
 --framing length: open_length_check, package_length_type "N" (4-byte
                   big-endian body length), body offset 4
 --workers N:      worker_num (default 1)
+--mode process|base:
+                  Swoole's third constructor argument (default process, as
+                  Swoole's). PROCESS: a master supervises the workers, even
+                  one (since 1ba3927; before it worker_num 1 was one process
+                  in either mode). BASE with worker_num 1: one process
 --reload-async true|false:
                   reload_async (default: the setting's default, true): on
                   SIGUSR1 to the master, replace every worker at once (true) or
@@ -22,11 +27,14 @@ def main():
     ap.add_argument("--framing", choices=("eof", "length"), default="eof")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--reload-async", choices=("true", "false"), default=None)
+    ap.add_argument("--mode", choices=("process", "base"), default="process")
     args = ap.parse_args()
 
     import swooletw
 
-    serv = swooletw.Server("127.0.0.1", args.port)
+    # which tree is serving (run_echo.py --baseline-tree runs another one): in the row's log
+    print(f"swooletw from {swooletw.__file__}", file=sys.stderr, flush=True)
+    serv = swooletw.Server("127.0.0.1", args.port, getattr(swooletw, args.mode.upper()))
     if args.framing == "eof":
         serv.set({
             "worker_num": args.workers,

@@ -13,8 +13,8 @@ module, send C{SIGUSR1} to the master (C{kill -USR1 <master pid>}), and:
    from a master that already holds the old code, so nothing changes until
    the whole server restarts.
 
-The tutorial runs them with C{worker_num} 1; here one worker means one
-process, with nothing to reload, so they use two.
+As in the tutorial, each runs one worker: in PROCESS mode (the default) a
+master supervises it, so there is something to reload.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ DEFAULT_MODULE = "greeting"
 
 class _TestServer:
     """
-    What both tutorial classes share: a two-worker server answering with
+    What both tutorial classes share: a one-worker server answering with
     C{Test().run(data)}.
     """
 
@@ -37,7 +37,7 @@ class _TestServer:
 
     def __init__(self, host: str, port: int) -> None:
         self._serv = Server(host, port)
-        self._serv.set({"worker_num": 2})
+        self._serv.set({"worker_num": 1})
         self._serv.on("Receive", self.onReceive)
 
     def onReceive(self, serv: Server, fd: int, fromId: int, data: bytes) -> None:

@@ -54,6 +54,9 @@ class ProcessRuntime:
     log = Logger()
     #: a task worker process (set by its runtime)
     taskProcess = False
+    #: called after each connection of this process closes (a worker
+    #: checks C{max_request} there)
+    closeHook: Callable[[], None] | None = None
 
     def __init__(
         self,

@@ -89,6 +89,8 @@ class WorkerService(ServingService):
         )
         self._loops: list[LoopingCall] = []
         self._stopping = False
+        if self._recycleAt:
+            runtime.closeHook = self._checkRecycle
 
     def bindPort(self, port: Port, settings: dict[str, Any]) -> Any:
         """

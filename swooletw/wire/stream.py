@@ -254,6 +254,7 @@ class PortFactory(Factory):
         self.table: ConnectionTable = process.table
         self.stats: ServerStats = process.counters
         self.trackInflight = process.trackInflight
+        self.closeHook = process.closeHook
         self.maxConn: int = serv.setting["max_conn"]
         self.settings = port.effectiveSettings()
         self.framing = framing.framingFor(self.settings)
@@ -312,6 +313,8 @@ class PortFactory(Factory):
         if self.onClose is not None:
             reactorId = -1 if byServer else self.reactorId
             invoke(self.onClose, (self.serv, fd, reactorId), "close", fd=fd)
+        if self.closeHook is not None:
+            self.closeHook()
 
     def framingError(self, connection: ServerConnection, reason: str) -> None:
         """
