@@ -498,10 +498,6 @@ class SequentialReloadTests(SupervisorTestCase):
         self.assertFalse(self.supervisor.reload())
         self.assertEqual([workerId for workerId, pid in self.launcher.askedToStop], [0, 1])
 
-    test_refusedWhileLastIsReplaced.todo = (  # type: ignore[attr-defined]
-        "supervisor bug: _retireNext pops the last slot off _reloadQueue "
-        "before it is replaced, so reload() accepts a second reload"
-    )
 
     def test_lateReadyOfRetiredProcessDoesNotAdvance(self) -> None:
         """
@@ -516,10 +512,6 @@ class SequentialReloadTests(SupervisorTestCase):
         self.assertEqual(self.pid(0), old0)
         self.assertEqual(self.launcher.askedToStop, [(0, old0)])
 
-    test_lateReadyOfRetiredProcessDoesNotAdvance.todo = (  # type: ignore[attr-defined]
-        "supervisor bug: _retire hangs the next step on slot.onReady at once, "
-        "so the retiring process's own ready() runs it"
-    )
 
     def test_onlyTaskWorkers(self) -> None:
         """reload(onlyTaskWorkers=True) replaces the task slots only."""
@@ -611,10 +603,6 @@ class AsyncReloadTests(SupervisorTestCase):
         self.assertFalse(self.supervisor.reload())
         self.assertEqual(len(self.launcher.askedToStop), 2)
 
-    test_refusedWhileRunning.todo = (  # type: ignore[attr-defined]
-        "supervisor bug: reload_async never sets _reloadQueue, so nothing "
-        "marks the reload as running"
-    )
 
 
 class ReloadTimeoutTests(SupervisorTestCase):
@@ -800,10 +788,6 @@ class StopTests(SupervisorTestCase):
         self.assertIsNone(self.successResultOf(second))
         self.assertIsNone(self.successResultOf(first))
 
-    test_stopTwice.todo = (  # type: ignore[attr-defined]
-        "supervisor bug: stop() replaces _allExited, so the first Deferred "
-        "never fires"
-    )
 
 
 class UnknownPidTests(SupervisorTestCase):

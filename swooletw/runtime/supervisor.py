@@ -149,6 +149,8 @@ class Supervisor:
         self._allExited: defer.Deferred[None] | None = None
         self._watchdog: LoopingCall | None = None
         self._reloadQueue: list[int] = []
+        #: the ids a running reload has not replaced yet
+        self._reloading: set[int] = set()
 
     # ----------------------------------------------------------- running
 
@@ -167,8 +169,13 @@ class Supervisor:
         Ask every process to stop; kill what is left after
         C{max_wait_time}.  Fires when all have exited.
         """
+        if self._allExited is not None:
+            waiter: defer.Deferred[None] = defer.Deferred()
+            self._allExited.addBoth(lambda result: (waiter.callback(None), result)[1])
+            return waiter
         self.stopping = True
         self._reloadQueue = []
+        self._reloading.clear()
         if self._watchdog is not None and self._watchdog.running:
             self._watchdog.stop()
         self._allExited = defer.Deferred()
@@ -202,8 +209,11 @@ class Supervisor:
         The process of C{workerId} is serving.
         """
         slot = self.slots[workerId]
-        slot.ready = True
         slot.lastPing = self.clock.seconds()
+        if slot.planned is not None:
+            return  # a late word from a process already asked to go
+        slot.ready = True
+        self._reloading.discard(workerId)
         self.listener.workerReady(slot)
         callbacks, slot.onReady = slot.onReady, []
         for callback in callbacks:
@@ -279,13 +289,14 @@ class Supervisor:
         @return: C{False} if a reload is already running or the server is
             stopping.
         """
-        if self.stopping or self._reloadQueue:
+        if self.stopping or self._reloading:
             return False
         chosen = sorted(i for i, slot in self.slots.items() if slot.task or not onlyTaskWorkers)
         if not chosen:
             self.log.info("reload of task workers asked: there are no task worker processes")
             return True
         self.log.info("reloading {count} processes", count=len(chosen))
+        self._reloading = set(chosen)
         if self.settings["reload_async"]:
             for workerId in chosen:
                 self._retire(self.slots[workerId])
