@@ -359,6 +359,34 @@ class WorkerProcessTests(TestCase):
 
     # -------------------------------------------------------- max_request
 
+    def test_moduleLevelReactorInWorkers(self) -> None:
+        """
+        User code that did C{from twisted.internet import reactor} before
+        C{start()} holds the master's reactor object; in each forked worker
+        it drives that worker's own reactor.
+        """
+        server = self.start()
+        server.waitForWorkers(2)
+        clients = clientsOnBothWorkers(self, server.port)
+        for workerId, (client, _, _) in clients.items():
+            self.assertEqual(client.request("later"), f"LATER {workerId}")
+        self.assertNoErrors(server)
+
+    def test_idleWorkerNum(self) -> None:
+        """
+        C{stats()["idle_worker_num"]} counts workers, not settings: 2 idle
+        workers of 2.
+        """
+        server = self.start()
+        server.waitForWorkers(2)
+        client = LineClient(server.port)
+        self.addCleanup(client.close)
+
+        def idle() -> int:
+            return json.loads(client.request("stats").split(" ", 1)[1])["idle_worker_num"]
+
+        self.assertTrue(waitUntil(lambda: idle() == 2, 5, 0.05), idle())
+
     def test_oneWorkerSupervisedInProcessMode(self) -> None:
         """
         The tutorial's §10 settings: in PROCESS mode (the default) even one

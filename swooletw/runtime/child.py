@@ -30,12 +30,12 @@ import sys
 from typing import Any, Iterable
 
 from swooletw import timer
+from swooletw.proctitle import set_process_name
 
 __all__ = [
     "closeInheritedDescriptors",
     "freshReactor",
     "dieWithParent",
-    "setProcessTitle",
     "becomeChild",
     "adoptChannel",
 ]
@@ -132,15 +132,6 @@ def dieWithParent(parentPid: int) -> None:
         os._exit(1)
 
 
-def setProcessTitle(title: str) -> None:
-    """
-    Show the process's role in C{ps} and C{top} (C{swooletw: worker 0}).
-    """
-    import setproctitle
-
-    setproctitle.setproctitle(title)
-
-
 def becomeChild(serv: Any, title: str, parentPid: int, keep: list[int]) -> Any:
     """
     What every forked child does first: die with the master, close what it
@@ -155,7 +146,7 @@ def becomeChild(serv: Any, title: str, parentPid: int, keep: list[int]) -> Any:
     serv.adoptReactor(reactor)
     timer.defaultTimers.reset()
     serv.worker_pid = os.getpid()
-    setProcessTitle(title)
+    set_process_name(title)
     return reactor
 
 

@@ -33,8 +33,8 @@ from twisted.logger import Logger
 
 from swooletw.constants import UDP_TYPES
 from swooletw.events import invoke
+from swooletw.proctitle import set_process_name
 from swooletw.runtime.channel import Channel, ChannelFactory
-from swooletw.runtime.child import setProcessTitle
 from swooletw.runtime.endpoints import ListenError, bindPorts, endpointFor, listenNow, stopListening
 from swooletw.runtime.local import ProcessRuntime
 from swooletw.runtime.router import MasterRouter
@@ -148,7 +148,7 @@ class MasterService(Service):
         serv.master_pid = serv.manager_pid = serv.worker_pid = os.getpid()
         self.runtime.counters.start_time = int(serv.reactor.seconds())
         serv.attach(self.runtime)
-        setProcessTitle("swooletw: master")
+        set_process_name("swooletw: master")
         # Once running: twistd installs its own handlers as the reactor starts.
         serv.reactor.callWhenRunning(self._installSignals)
         released = self._releaseTasks()

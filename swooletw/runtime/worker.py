@@ -252,6 +252,8 @@ def runWorker(
         serv, f"swooletw: worker {workerId}", masterPid,
         [channelFd] + [s.fileno for s in sockets],
     )
+    # Without the master this worker is done; tasks waiting for results
+    # stay in the journal (if any) for the next run.
     channel = Channel({"stop": lambda: stopReactor(reactor)}, lambda reason: stopReactor(reactor))
     table = ConnectionTable(*blockRange(block))
     runtime = workerRuntime(serv, reactor, workerId, channel, directory, table)

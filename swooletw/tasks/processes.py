@@ -72,10 +72,12 @@ class ProcessTaskPool(TaskPool):
         return own
 
     def run(self, taskId: int, data: Any, src: int | None = None, dst: int = -1) -> defer.Deferred[Any]:
+        src = self.serv.worker_id if src is None else src
+        if self.channel.send("task", taskId, src, data, dst) is False:
+            return defer.fail(TaskFailed("the master cannot be reached: task not sent"))
         waiting: defer.Deferred[Any] = defer.Deferred()
         self._waiting[taskId] = waiting
         self.running += 1
-        self.channel.send("task", taskId, self.serv.worker_id if src is None else src, data, dst)
         return waiting
 
     def gotResult(self, taskId: int, ok: bool, result: Any) -> None:

@@ -34,6 +34,8 @@ Commands (one per line; every reply is one line):
  - C{stats}: C{STATS <json of stats()>}
  - C{slow}: C{SLOW done <worker id>} after 1 s (an async callback)
  - C{hang}: blocks the worker's reactor for 30 s (time.sleep)
+ - C{later}: C{LATER <worker_id>}, sent from a C{callLater} on the reactor
+   imported at module level before C{start()}
 """
 
 import importlib
@@ -49,6 +51,9 @@ for directory in reversed(config.get("path", [])):
 
 stale = importlib.import_module(config["stale_module"]) if config.get("stale_module") else None
 
+# A module-level reactor import before start(), as user code often has:
+# in a forked worker it must reach that worker's reactor.
+from twisted.internet import reactor as moduleReactor  # noqa: E402
 from twisted.internet.task import deferLater  # noqa: E402
 
 import swooletw  # noqa: E402
@@ -134,6 +139,9 @@ def on_receive(serv, fd, reactor_id, data):
         reply = "STATS " + json.dumps(serv.stats())
     elif command == "slow":
         return slow(serv, fd)
+    elif command == "later":
+        moduleReactor.callLater(0.01, serv.send, fd, f"LATER {serv.worker_id}\n")
+        return None
     elif command == "hang":
         out("HANG", serv.worker_id, os.getpid())
         time.sleep(30)
