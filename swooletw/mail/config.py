@@ -30,6 +30,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from twisted.logger import Logger
 
+from swooletw.mail.message import DEFAULT_FROM, InvalidPacket, parseAddress
+
 __all__ = [
     "ConfigError",
     "SMTPConfig",
@@ -45,7 +47,6 @@ __all__ = [
 
 DEFAULT_MAILDIR = "outbox"
 PASSWORD_ENV = "SWOOLETW_SMTP_PASSWORD"
-DEFAULT_FROM = "swooletw@localhost"
 
 _log = Logger(namespace="swooletw.mail.config")
 
@@ -258,8 +259,6 @@ def configFromOptions(
         C{os.environ}).
     @raise ConfigError: for any bad value.
     """
-    from swooletw.mail.message import InvalidPacket, parseAddress
-
     environ = os.environ if environ is None else environ
     smtp = None
     if options.get("smtp") is not None:

@@ -65,7 +65,8 @@ from email.policy import EmailPolicy, default as _defaultPolicy
 from email.utils import formatdate, getaddresses, make_msgid
 from typing import Any, Mapping, Sequence
 
-from swooletw.mail.config import DEFAULT_FROM
+#: The From address when none is configured.
+DEFAULT_FROM = "swooletw@localhost"
 
 __all__ = [
     "InvalidPacket",

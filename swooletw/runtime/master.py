@@ -9,9 +9,10 @@ C{workerError}, C{managerStop} and C{shutdown} all fire in it.
    sockets and the kernel spreads connections over them.  The sockets stay
    open in the master for the server's whole life, so a reload refuses no
    connection attempt (they wait in the backlog for the new workers).
- - It forks the processes the L{Supervisor} asks for, wires each one's
-   channel to the router, the task dispatcher and the supervisor, and reaps
-   them through the reactor's own child reaping (C{SIGCHLD}).
+ - It forks the processes the L{Supervisor} asks for (through a
+   L{Forker}: the real one forks and reaps through the reactor's own child
+   reaping on C{SIGCHLD}; tests give a fake), and wires each one's channel
+   to the router, the task dispatcher and the supervisor.
  - C{SIGUSR1} (or C{serv.reload()}) reloads every process, C{SIGUSR2} the
    task workers only; C{SIGTERM}/C{SIGINT} (or C{serv.shutdown()}) stop
    gracefully, and the process exits 0.
@@ -22,12 +23,10 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
 from typing import Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet import process as twistedProcess
 from twisted.internet.protocol import DatagramProtocol, Factory
 from twisted.logger import Logger
 
@@ -35,6 +34,7 @@ from swooletw.constants import UDP_TYPES
 from swooletw.events import invoke
 from swooletw.proctitle import set_process_name
 from swooletw.runtime.channel import Channel, ChannelFactory
+from swooletw.runtime.fork import Forker, OSForker
 from swooletw.runtime.endpoints import ListenError, bindPorts, endpointFor, listenNow, stopListening
 from swooletw.runtime.local import ProcessRuntime
 from swooletw.runtime.router import MasterRouter
@@ -59,28 +59,6 @@ class _NoConnections(Factory):
         return None
 
 
-class _Reaper:
-    """
-    Registered with Twisted's child reaping for one forked pid.
-    """
-
-    def __init__(self, pid: int, ended: Callable[[int, int], None]) -> None:
-        self.pid = pid
-        self.ended = ended
-
-    def reapProcess(self) -> None:
-        try:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            pid, status = self.pid, 0
-        if pid:
-            self.processEnded(status)
-
-    def processEnded(self, status: int) -> None:
-        twistedProcess.unregisterReapProcessHandler(self.pid, self)
-        self.ended(self.pid, status)
-
-
 class MasterService(Service):
     """
     Runs a server as a master with forked worker and task worker processes.
@@ -88,8 +66,9 @@ class MasterService(Service):
 
     log = Logger()
 
-    def __init__(self, serv: Any) -> None:
+    def __init__(self, serv: Any, forker: Forker | None = None) -> None:
         self.serv = serv
+        self.forker = forker if forker is not None else OSForker()
         self.setName("swooletw-master")
         setting = serv.setting
         self.sockets: list[ListeningSocket] = []
@@ -205,45 +184,26 @@ class MasterService(Service):
         """
         Fork a process for C{slot} and wire its channel.
         """
-        parentEnd, childEnd = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         masterPid = os.getpid()
         block = None if slot.task else self.router.leaseBlock()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            parentEnd.close()
-            self._runChild(slot, childEnd.detach(), masterPid, block)
-        childEnd.close()
+        pid, parentEnd = self.forker.fork(lambda channelFd: self._childMain(slot, channelFd, masterPid, block))
         channel = Channel(self._handlersFor(slot, pid), lambda reason: self._ended(pid, channelLost=True))
         self.channels[slot.workerId] = channel
         self.router.attach(slot.workerId, channel)
-        reactor = self.serv.reactor
-        reactor.adoptStreamConnection(parentEnd.fileno(), socket.AF_UNIX, ChannelFactory(channel))
+        self.serv.reactor.adoptStreamConnection(parentEnd.fileno(), socket.AF_UNIX, ChannelFactory(channel))
         parentEnd.close()
-        twistedProcess.registerReapProcessHandler(pid, _Reaper(pid, self._reaped))
+        self.forker.watch(pid, self._reaped)
         return pid
 
-    def _runChild(self, slot: WorkerSlot, channelFd: int, masterPid: int, block: int | None) -> None:
+    def _childMain(self, slot: WorkerSlot, channelFd: int, masterPid: int, block: int | None) -> int:
         """
-        In the forked child: its whole life, then exit (never returning to
-        the master's code).
+        The whole life of the forked child; its exit status.
         """
-        code = 1
-        try:
-            if slot.task:
-                code = runTaskWorker(self.serv, slot.workerId, channelFd, masterPid, self.router.directory)
-            else:
-                code = runWorker(
-                    self.serv, slot.workerId, channelFd, list(self.sockets), masterPid,
-                    block, self.router.directory,
-                )
-        except BaseException:
-            self.log.failure("worker {id} crashed", id=slot.workerId)
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+        if slot.task:
+            return runTaskWorker(self.serv, slot.workerId, channelFd, masterPid, self.router.directory)
+        return runWorker(
+            self.serv, slot.workerId, channelFd, list(self.sockets), masterPid, block, self.router.directory
+        )
 
     def askToStop(self, slot: WorkerSlot) -> None:
         """
@@ -252,16 +212,13 @@ class MasterService(Service):
         """
         channel = self.channels.get(slot.workerId)
         if channel is None or not channel.send("stop"):
-            self.kill(slot.pid, signal.SIGTERM)
+            self.forker.signal(slot.pid, signal.SIGTERM)
 
-    def kill(self, pid: int, signum: int = signal.SIGKILL) -> None:
+    def kill(self, pid: int) -> None:
         """
-        Send C{signum} to C{pid} if it still runs.
+        Kill C{pid} at once (C{SIGKILL}) if it still runs.
         """
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
+        self.forker.signal(pid, signal.SIGKILL)
 
     def _reaped(self, pid: int, status: int) -> None:
         self._ended(pid, status=status)
