@@ -15,13 +15,20 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 
 from swooletw.wire.table import ConnectionTable, ServerStats
+from swooletw.runtime.channel import Channel
 from swooletw.runtime.router import (
+    BATCH_BYTES,
     BLOCK_SIZE,
     INFO_KEYS,
+    OP_CLOSE,
+    OP_SEND,
+    OPERATIONS,
     Directory,
     MasterRouter,
     WorkerRouter,
     blockRange,
+    registerOperation,
+    splitBatch,
     sumStats,
 )
 
@@ -293,7 +300,7 @@ class MasterRouterTests(TestCase):
         message each, to every other worker (with their owner), not back to
         it.
         """
-        self.master.received(0, [(1, info(1)), (2, info(2))], [], [], [])
+        self.master.received(0, [(1, info(1)), (2, info(2))], [], [])
         self.assertEqual(self.master.directory.owner(2), 0)
         self.assertEqual(self.channels[1].sent, [], "nothing before the end of the turn")
         self.clock.advance(0)
@@ -309,7 +316,7 @@ class MasterRouterTests(TestCase):
         of it.
         """
         self.populate()
-        self.master.received(1, [], [65537, 65538], [], [])
+        self.master.received(1, [], [65537, 65538], [])
         self.clock.advance(0)
         self.assertEqual(sorted(self.master.directory.ownedBy(1)), [65539])
         self.assertEqual(self.channels[1].sent, [])
@@ -324,15 +331,17 @@ class MasterRouterTests(TestCase):
         nothing goes back to the source or to an uninvolved worker.
         """
         self.populate()
-        relay = [(65537, b"a"), (131073, b"b"), (65538, b"c"), (65537, b"d")]
-        closes = [(131073, False), (65539, True)]
-        self.master.received(0, [], [], relay, closes)
+        ops = [
+            (OP_SEND, 65537, b"a"), (OP_SEND, 131073, b"b"), (OP_CLOSE, 131073, False),
+            (OP_SEND, 65538, b"c"), (OP_CLOSE, 65539, True), (OP_SEND, 65537, b"d"),
+        ]
+        self.master.received(0, [], [], ops)
         self.clock.advance(0)
         self.assertEqual(self.channels[0].sent, [])
         [one] = self.channels[1].batches()
-        self.assertEqual(one, ([], [], [(65537, b"a"), (65538, b"c"), (65537, b"d")], [(65539, True)]))
+        self.assertEqual(one, ([], [], [(OP_SEND, 65537, b"a"), (OP_SEND, 65538, b"c"), (OP_CLOSE, 65539, True), (OP_SEND, 65537, b"d")]))
         [two] = self.channels[2].batches()
-        self.assertEqual(two, ([], [], [(131073, b"b")], [(131073, False)]))
+        self.assertEqual(two, ([], [], [(OP_SEND, 131073, b"b"), (OP_CLOSE, 131073, False)]))
 
     def test_relayToUnknownDropped(self) -> None:
         """
@@ -343,7 +352,7 @@ class MasterRouterTests(TestCase):
         with capturedLogs() as events:
             self.assertFalse(self.master.send(999, b"x"))
             self.assertFalse(self.master.close(999, False))
-            self.master.received(0, [], [], [(999, b"y")], [(999, False)])
+            self.master.received(0, [], [], [(OP_SEND, 999, b"y"), (OP_CLOSE, 999, False)])
             self.clock.advance(0)
         for channel in self.channels.values():
             self.assertEqual(channel.sent, [])
@@ -406,10 +415,10 @@ class MasterRouterTests(TestCase):
         self.master.detach(1)
         fresh = FakeChannel()
         self.master.attach(1, fresh)
-        self.master.received(1, [(196609, info(5))], [], [], [])
-        self.master.received(0, [], [], [(196609, b"hi")], [])
+        self.master.received(1, [(196609, info(5))], [], [])
+        self.master.received(0, [], [], [(OP_SEND, 196609, b"hi")])
         self.clock.advance(0)
-        self.assertEqual(fresh.batches(), [([], [], [(196609, b"hi")], [])])
+        self.assertEqual(fresh.batches(), [([], [], [(OP_SEND, 196609, b"hi")])])
 
     def test_statsOnDemand(self) -> None:
         """
@@ -453,11 +462,11 @@ class WorkerRouterTests(TestCase):
         self.clock.advance(0)
         [batch] = self.channel.batches()
         self.assertEqual(len(self.channel.sent), 1)
-        opened, closed, relay, closes = batch
+        opened, closed, ops = batch
         self.assertEqual([fd for fd, _ in opened], [1, 2])
         self.assertEqual(set(opened[0][1]), set(INFO_KEYS))
         self.assertEqual(opened[1][1]["remote_port"], second.port)
-        self.assertEqual((closed, relay, closes), ([1], [], []))
+        self.assertEqual((closed, ops), ([1], []))
 
     def test_manySendsOneMessage(self) -> None:
         """
@@ -471,10 +480,9 @@ class WorkerRouterTests(TestCase):
         self.assertEqual(self.channel.sent, [])
         self.clock.advance(0)
         self.assertEqual(self.channel.kinds(), ["batch"])
-        opened, closed, relay, closes = self.channel.batches()[0]
+        opened, closed, ops = self.channel.batches()[0]
         self.assertEqual(len(opened), 3)
-        self.assertEqual(relay, [(65537 + i % 3, b"%d" % i) for i in range(100)])
-        self.assertEqual(closes, [(65539, True)])
+        self.assertEqual(ops, [(OP_SEND, 65537 + i % 3, b"%d" % i) for i in range(100)] + [(OP_CLOSE, 65539, True)])
         self.clock.advance(0)
         self.assertEqual(len(self.channel.sent), 1, "nothing new, nothing sent")
 
@@ -495,7 +503,7 @@ class WorkerRouterTests(TestCase):
         """
         The master's batch adds and removes other workers' fds.
         """
-        self.router.received([(131073, 2, info(9))], [65537], [], [])
+        self.router.received([(131073, 2, info(9))], [65537], [])
         self.assertEqual(self.router.directory.owner(131073), 2)
         self.assertNotIn(65537, self.router.directory)
 
@@ -504,11 +512,37 @@ class WorkerRouterTests(TestCase):
         Relayed sends and closes reach this worker's own connections.
         """
         first, second = openConnections(self.serv, 2)
-        self.router.received([], [], [(first.fd, b"a"), (second.fd, b"b"), (first.fd, b"c")], [(second.fd, True)])
+        self.router.received(
+            [], [], [(OP_SEND, first.fd, b"a"), (OP_SEND, second.fd, b"b"), (OP_SEND, first.fd, b"c"), (OP_CLOSE, second.fd, True)]
+        )
         self.assertEqual(first.sent, [b"a", b"c"])
         self.assertEqual(second.sent, [b"b"])
         self.assertEqual(second.closed, [True])
         self.assertEqual(first.closed, [])
+
+    def test_unknownOpCodeDropped(self) -> None:
+        """
+        An op code not in the table is logged and dropped; the operations
+        around it still apply.
+        """
+        [connection] = openConnections(self.serv, 1)
+        with capturedLogs() as events:
+            self.router.received([], [], [(99, connection.fd, b"x"), (OP_SEND, connection.fd, b"ok")])
+        self.assertEqual(connection.sent, [b"ok"])
+        self.assertEqual(len([e for e in events if e["log_level"] == LogLevel.error]), 1)
+
+    def test_registeredOperation(self) -> None:
+        """
+        A server kind adds an operation with L{registerOperation}; it is
+        relayed like C{send} and applied to the owner's connection.
+        """
+        [connection] = openConnections(self.serv, 1)
+        registerOperation(77, lambda conn, arg: conn.sent.append(b"pushed " + arg))
+        self.addCleanup(OPERATIONS.pop, 77)
+        self.assertRaises(ValueError, registerOperation, OP_SEND, lambda conn, arg: None)
+        self.router.received([], [], [(77, connection.fd, b"hi")])
+        self.assertEqual(connection.sent, [b"pushed hi"])
+        self.assertTrue(self.router.relay(77, 65537, b"x"))
 
     def test_relayedToClosedFdDropped(self) -> None:
         """
@@ -518,7 +552,7 @@ class WorkerRouterTests(TestCase):
         [connection] = openConnections(self.serv, 1)
         self.serv.table.remove(connection.fd)
         with capturedLogs() as events:
-            self.router.received([], [], [(connection.fd, b"late")], [(connection.fd, False)])
+            self.router.received([], [], [(OP_SEND, connection.fd, b"late"), (OP_CLOSE, connection.fd, False)])
         self.assertEqual(connection.sent, [])
         self.assertEqual(connection.closed, [])
         self.assertEqual(self.serv.counters.closed_send_count, 1)
@@ -647,3 +681,25 @@ class WiredRoutersTests(TestCase):
         self.master.detach(0)
         self.turns()
         self.assertEqual(len(self.workers[1][0].directory), 0)
+
+
+class SplitBatchTests(TestCase):
+    """
+    L{splitBatch}: a batch over L{BATCH_BYTES} of relayed data travels as
+    several channel messages, in order, each under the channel's limit.
+    """
+
+    def test_smallBatchWhole(self) -> None:
+        batch = ([(1, {})], [2], [(OP_SEND, 3, b"x"), (OP_CLOSE, 3, False)])
+        self.assertEqual(splitBatch(batch), [batch])
+
+    def test_largeBatchSplitInOrder(self) -> None:
+        chunk = b"x" * (BATCH_BYTES // 3 + 1)
+        ops = [(OP_SEND, fd, chunk) for fd in range(1, 8)] + [(OP_CLOSE, 7, False)]
+        parts = splitBatch(([(1, {})], [2], ops))
+        self.assertGreater(len(parts), 1)
+        self.assertEqual(parts[0][:2], ([(1, {})], [2]))
+        self.assertEqual([op for part in parts for op in part[2]], ops)
+        for part in parts:
+            self.assertLessEqual(sum(len(op[2]) for op in part[2] if op[0] == OP_SEND), BATCH_BYTES)
+            self.assertLess(len(marshal.dumps(("batch",) + part)), Channel.MAX_LENGTH)

@@ -10,10 +10,13 @@ operations on another worker's connection go through the master:
    C{connections}, C{getClientList} and C{getClientInfo} answer at once.
    Workers report their opens and closes to the master, which passes them
    on to the others.
- - C{send} and C{close} on another worker's connection are queued and
-   flushed once per reactor turn as one message to the master, which
-   forwards one message to each owner: a broadcast to every connection costs
-   one message per worker, not one per connection.
+ - Operations on another worker's connection (C{send}, C{close}; later
+   server kinds add theirs, such as C{push}) are op codes looked up in an
+   explicit table (L{OPERATIONS}, extended with L{registerOperation}).
+   They are queued in order and flushed once per reactor turn as one
+   message to the master, which forwards one message to each owner: a
+   broadcast to every connection costs one message per worker, not one per
+   connection.
  - Counters for C{stats()} ride on the workers' pings to the master.  A
    worker whose code calls C{stats()} asks the master for the others'
    counters (at most once per C{worker_ping_interval}) and adds them up with
@@ -30,7 +33,18 @@ from typing import Any, Callable, Iterator
 
 from twisted.logger import Logger
 
-__all__ = ["BLOCK_SIZE", "blockRange", "Directory", "WorkerRouter", "MasterRouter", "aggregateStats"]
+__all__ = [
+    "BLOCK_SIZE",
+    "OP_SEND",
+    "OP_CLOSE",
+    "OPERATIONS",
+    "registerOperation",
+    "blockRange",
+    "Directory",
+    "WorkerRouter",
+    "MasterRouter",
+    "aggregateStats",
+]
 
 #: Connection ids per leased block; a worker asks for the next block when
 #: half of its ids are used.
@@ -38,6 +52,37 @@ BLOCK_SIZE = 1 << 16
 
 #: Client-info keys copied into the directory (the rest are local-only).
 INFO_KEYS = ("server_port", "server_fd", "socket_type", "remote_port", "remote_ip", "connect_time")
+
+
+#: Op codes of the operations relayed to another process's connection.
+OP_SEND = 1
+OP_CLOSE = 2
+
+
+def _applySend(connection: Any, data: bytes) -> bool:
+    return connection.sendData(data)
+
+
+def _applyClose(connection: Any, reset: bool) -> bool:
+    return connection.closeConnection(reset=reset)
+
+
+#: op code -> C{apply(connection, argument)}, run in the process that owns
+#: the connection.  Codes come from the channel: they are only ever looked
+#: up here.
+OPERATIONS: dict[int, Callable[[Any, Any], Any]] = {OP_SEND: _applySend, OP_CLOSE: _applyClose}
+
+
+def registerOperation(code: int, apply: Callable[[Any, Any], Any]) -> None:
+    """
+    Add an operation a process may ask of another's connection (a server
+    kind's C{push}, C{disconnect}).
+
+    @raise ValueError: if C{code} is taken by another operation.
+    """
+    if OPERATIONS.get(code, apply) is not apply:
+        raise ValueError(f"op code {code} is already {OPERATIONS[code]!r}")
+    OPERATIONS[code] = apply
 
 
 def blockRange(block: int) -> tuple[int, int]:
@@ -140,23 +185,32 @@ BATCH_BYTES = 16 << 20
 MAX_RELAYED_SEND = 48 << 20
 
 
-def splitBatch(batch: tuple[list, list, list, list]) -> list[tuple[list, list, list, list]]:
+Batch = tuple[list, list, list]
+
+
+def _opSize(op: tuple[int, int, Any]) -> int:
+    argument = op[2]
+    return len(argument) if isinstance(argument, bytes) else 0
+
+
+def splitBatch(batch: Batch) -> list[Batch]:
     """
-    A batch as one or more, each relaying at most L{BATCH_BYTES} (a
-    single larger send travels alone).
+    A batch C{(opened, closed, ops)} as one or more in the same order, each
+    carrying at most L{BATCH_BYTES} of relayed data (a single larger
+    operation travels alone).
     """
-    opened, closed, relay, closes = batch
-    if sum(len(data) for _, data in relay) <= BATCH_BYTES:
+    opened, closed, ops = batch
+    if sum(map(_opSize, ops)) <= BATCH_BYTES:
         return [batch]
-    parts: list[tuple[list, list, list, list]] = [(opened, closed, [], [])]
+    parts: list[Batch] = [(opened, closed, [])]
     size = 0
-    for item in relay:
-        if size and size + len(item[1]) > BATCH_BYTES:
-            parts.append(([], [], [], []))
+    for op in ops:
+        opSize = _opSize(op)
+        if size and size + opSize > BATCH_BYTES:
+            parts.append(([], [], []))
             size = 0
-        parts[-1][2].append(item)
-        size += len(item[1])
-    parts[-1][3].extend(closes)
+        parts[-1][2].append(op)
+        size += opSize
     return parts
 
 
@@ -209,8 +263,7 @@ class WorkerRouter:
         self.taskStats: dict[str, Any] = {}
         self._opened: list[tuple[int, dict[str, Any]]] = []
         self._closed: list[int] = []
-        self._relay: list[tuple[int, bytes]] = []
-        self._closes: list[tuple[int, bool]] = []
+        self._ops: list[tuple[int, int, Any]] = []
         self._batcher = _Batcher(clock, self.flush)
         self._askedForBlock = False
         self._statsAskedAt: float | None = None
@@ -256,51 +309,55 @@ class WorkerRouter:
         return aggregateStats(workerId, local, self.stats, self.taskStats, len(self.directory) + len(self.table))
 
     # operations on other workers' connections
-    def send(self, fd: int, data: bytes) -> bool:
-        if fd not in self.directory or len(data) > MAX_RELAYED_SEND:
+    def relay(self, code: int, fd: int, argument: Any) -> bool:
+        """
+        Queue operation C{code} on another process's connection C{fd}.
+
+        @return: C{False} if no process has C{fd}.
+        """
+        if fd not in self.directory:
             return False
-        self._relay.append((fd, data))
+        self._ops.append((code, fd, argument))
         self._batcher.schedule()
         return True
 
+    def send(self, fd: int, data: bytes) -> bool:
+        return len(data) <= MAX_RELAYED_SEND and self.relay(OP_SEND, fd, data)
+
     def close(self, fd: int, reset: bool) -> bool:
-        if fd not in self.directory:
-            return False
-        self._closes.append((fd, reset))
-        self._batcher.schedule()
-        return True
+        return self.relay(OP_CLOSE, fd, reset)
 
     def flush(self) -> None:
         """
         Send what was queued this turn as one message.
         """
-        if not (self._opened or self._closed or self._relay or self._closes):
+        if not (self._opened or self._closed or self._ops):
             return
-        batch = (self._opened, self._closed, self._relay, self._closes)
-        self._opened, self._closed, self._relay, self._closes = [], [], [], []
+        batch = (self._opened, self._closed, self._ops)
+        self._opened, self._closed, self._ops = [], [], []
         for part in splitBatch(batch):
             self.channel.send("batch", *part)
 
-    def received(self, opened: list, closed: list, deliver: list, closes: list) -> None:
+    def received(self, opened: list, closed: list, ops: list) -> None:
         """
         The master's batch: directory changes, and operations on this
-        worker's own connections asked for by others.
+        worker's own connections asked for by others, in order.
         """
         for fd, owner, info in opened:
             self.directory.add(fd, owner, info)
         for fd in closed:
             self.directory.remove(fd)
         table = self.table
-        for fd, data in deliver:
+        for code, fd, argument in ops:
+            apply = OPERATIONS.get(code)
             connection = table.get(fd)
-            if connection is None:
-                self.counters.closed_send_count += 1
+            if apply is None:
+                self.log.error("unknown relayed operation {code!r} dropped", code=code)
+            elif connection is None:
+                if code == OP_SEND:
+                    self.counters.closed_send_count += 1
             else:
-                connection.sendData(data)
-        for fd, reset in closes:
-            connection = table.get(fd)
-            if connection is not None:
-                connection.closeConnection(reset=reset)
+                apply(connection, argument)
 
 
 class MasterRouter:
@@ -317,7 +374,7 @@ class MasterRouter:
         self.taskStats = taskStats or dict
         self._nextBlock = 0
         self._channels: dict[int, Any] = {}
-        self._out: dict[int, tuple[list, list, list, list]] = defaultdict(lambda: ([], [], [], []))
+        self._out: dict[int, Batch] = defaultdict(lambda: ([], [], []))
         self._batcher = _Batcher(reactor, self.flush)
 
     def leaseBlock(self) -> int:
@@ -359,7 +416,7 @@ class MasterRouter:
             "wantstats": lambda: self._channels[workerId].send("allstats", self.stats, self.taskStats()),
         }
 
-    def received(self, source: int, opened: list, closed: list, relay: list, closes: list) -> None:
+    def received(self, source: int, opened: list, closed: list, ops: list) -> None:
         """
         A worker's batch: update the directory, tell the others, forward
         operations to the owners.
@@ -373,39 +430,41 @@ class MasterRouter:
                 out = self._out[other]
                 out[0].extend((fd, source, info) for fd, info in opened)
                 out[1].extend(closed)
-        for fd, data in relay:
-            self.send(fd, data)
-        for fd, reset in closes:
-            self.close(fd, reset)
+        for code, fd, argument in ops:
+            self.relay(code, fd, argument)
         self._batcher.schedule()
 
-    def send(self, fd: int, data: bytes) -> bool:
+    def relay(self, code: int, fd: int, argument: Any) -> bool:
         """
-        Queue a send for the worker that owns C{fd}.
+        Queue operation C{code} for the worker that owns C{fd}.
+
+        @return: C{False} if no worker has C{fd}.
         """
         owner = self.directory.owner(fd)
         if owner is None or owner not in self._channels:
             return False
-        self._out[owner][2].append((fd, data))
+        self._out[owner][2].append((code, fd, argument))
         self._batcher.schedule()
         return True
+
+    def send(self, fd: int, data: bytes) -> bool:
+        """
+        Queue a send for the worker that owns C{fd} (from the master's own
+        code: its C{start} callback, its timers).
+        """
+        return self.relay(OP_SEND, fd, data)
 
     def close(self, fd: int, reset: bool) -> bool:
         """
         Queue a close for the worker that owns C{fd}.
         """
-        owner = self.directory.owner(fd)
-        if owner is None or owner not in self._channels:
-            return False
-        self._out[owner][3].append((fd, reset))
-        self._batcher.schedule()
-        return True
+        return self.relay(OP_CLOSE, fd, reset)
 
     def flush(self) -> None:
         """
         One message per worker with everything queued for it.
         """
-        out, self._out = self._out, defaultdict(lambda: ([], [], [], []))
+        out, self._out = self._out, defaultdict(lambda: ([], [], []))
         for workerId, batch in out.items():
             channel = self._channels.get(workerId)
             if channel is not None and any(batch):
