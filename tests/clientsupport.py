@@ -71,21 +71,28 @@ def echo(conn: socket.socket, stopping: threading.Event) -> None:
         conn.sendall(data)
 
 
-def sends(chunks: Iterable[bytes], delay: float = 0.0, then: Any = waitForClose) -> Callable:
+def sends(
+    chunks: Iterable[bytes], delay: float = 0.0, then: Any = waitForClose, eventTimeout: float = 5.0
+) -> Callable:
     """
     A handler that sends C{chunks} one C{send} each, C{delay} seconds apart,
     then runs C{then} (by default: waits for the client to close).
+
+    A L{threading.Event} among the chunks means: wait until the test sets
+    it, or at most C{eventTimeout} seconds (so a test that fails before
+    setting it does not hang).
     """
 
     def handler(conn: socket.socket, stopping: threading.Event) -> None:
-        # An Event in chunks means: wait until the test sets it.
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for chunk in chunks:
             if isinstance(chunk, threading.Event):
-                chunk.wait(5)
+                chunk.wait(eventTimeout)
                 continue
             conn.sendall(chunk)
             if delay:
+                # Paces the chunks (so they tend to arrive in separate
+                # reads); no test depends on how they are split.
                 time.sleep(delay)
         if then is not None:
             then(conn, stopping)

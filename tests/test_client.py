@@ -263,16 +263,19 @@ class TimeoutTests(ClientTestMixin, SynchronousTestCase):
 
     def test_recvTimeout(self) -> None:
         """
-        No data within the timeout: C{False}, C{errCode} 110, and the
-        connection stays up.
+        No data within the timeout: C{False}, C{errCode} 110, after waiting
+        about the timeout, and the connection stays up.  The server holds
+        its data back until the test has seen the timeout (or 30 s: a
+        C{recv} that ignored the timeout would get the data instead).
         """
-        client = self.connected(waitForClose, timeout=0.2)
+        release = threading.Event()
+        client = self.connected(sends([release, b"late"], eventTimeout=30), timeout=0.2)
+        self.addCleanup(release.set)  # before the server's stop (LIFO)
         started = time.monotonic()
         self.assertIs(client.recv(), False)
         elapsed = time.monotonic() - started
         self.assertEqual(client.errCode, errno.ETIMEDOUT)
-        self.assertGreaterEqual(elapsed, 0.15)
-        self.assertLess(elapsed, 2)
+        self.assertGreaterEqual(elapsed, 0.15)  # it did wait for the timeout
         self.assertTrue(client.isConnected())
 
     def test_partialPacketKept(self) -> None:
@@ -292,10 +295,15 @@ class TimeoutTests(ClientTestMixin, SynchronousTestCase):
 
     def test_readTimeoutSetting(self) -> None:
         """
-        C{set({'read_timeout': ...})} wins over the connect timeout.
+        C{set({'read_timeout': ...})} wins over the connect timeout.  With
+        C{connect}'s timeout -1 (wait forever) and a server that holds its
+        data back until the test has seen the timeout (or 30 s), only
+        C{read_timeout} can make C{recv} give up.
         """
-        client = self.connected(waitForClose, {"read_timeout": 0.1}, timeout=30)
-        started = time.monotonic()
+        release = threading.Event()
+        handler = sends([release, b"late"], eventTimeout=30)
+        client = self.connected(handler, {"read_timeout": 0.1}, timeout=-1)
+        self.addCleanup(release.set)  # before the server's stop (LIFO)
         self.assertIs(client.recv(), False)
-        self.assertLess(time.monotonic() - started, 5)
         self.assertEqual(client.errCode, errno.ETIMEDOUT)
+        self.assertTrue(client.isConnected())

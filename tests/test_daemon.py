@@ -36,11 +36,15 @@ def freePort() -> int:
 
 
 def waitFor(predicate, timeout: float = 10.0) -> bool:
+    """
+    Poll C{predicate} (a real condition: a file, a reply, a pid) until it
+    holds or C{timeout} seconds pass.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(0.05)
+        time.sleep(0.05)  # poll interval
     return False
 
 

@@ -30,6 +30,7 @@ from swooletw import timer
 from swooletw.examples import echo, packets, timers
 from swooletw.examples import task as taskExample
 from swooletw.testing import ServerHarness
+from tests.workersupport import waitUntil
 
 #: The repository root (this file is C{tests/test_examples.py}).
 REPO = FilePath(__file__).parent().parent()
@@ -422,7 +423,7 @@ class _Twistd:
             except OSError:
                 if time.monotonic() > deadline:
                     self.testCase.fail(f"port {self.port} not accepting after {timeout}s:\n{self.output()}")
-                time.sleep(0.05)
+                time.sleep(0.05)  # poll interval: try again until it listens
             else:
                 s.settimeout(5)
                 self.testCase.addCleanup(s.close)
@@ -440,7 +441,7 @@ class _Twistd:
                 return output
             if time.monotonic() > deadline or self.process.poll() is not None:
                 self.testCase.fail(f"{text!r} x{count} not in twistd output:\n{output}")
-            time.sleep(0.05)
+            time.sleep(0.05)  # poll interval
 
     def stopCleanly(self) -> None:
         """
@@ -506,17 +507,18 @@ class TacIntegrationTests(SynchronousTestCase):
             source = f.read()
         with open(greeting, "w") as f:
             f.write(source.replace('b"v1: "', 'b"version 2: "'))
-        deadline = time.monotonic() + 10
-        while not os.path.exists(twistd.pidFile) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        self.assertTrue(waitUntil(lambda: os.path.exists(twistd.pidFile), 10), twistd.output())
         with open(twistd.pidFile) as f:
             os.kill(int(f.read()), signal.SIGUSR1)
-        marker = "exited for reload; starting another"
-        while twistd.output().count(marker) < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.assertEqual(twistd.output().count(marker), 1, twistd.output())
-        time.sleep(0.3)
-        return before, ask()
+        # The master logs this once it has reaped the old worker, and starts
+        # the new one right after: from now on only the new worker can
+        # accept a connection (one waiting in the listen queue is served
+        # when it starts).
+        twistd.waitForOutput("exited for reload; starting another", timeout=10)
+        twistd.waitForOutput("worker 0 started (pid", count=2)
+        after = ask()
+        self.assertEqual(twistd.output().count("exited for reload"), 1, twistd.output())
+        return before, after
 
     def test_reload(self) -> None:
         """
@@ -565,9 +567,10 @@ class TacIntegrationTests(SynchronousTestCase):
         s = twistd.connect()
         s.sendall(b"Just a test.\r\n" * 3)
         line = "Server received data: b'Just a test.\\r\\n'"
-        output = twistd.waitForOutput(line, count=3)
-        self.assertEqual(output.count(line), 3)
+        twistd.waitForOutput(line, count=3)
         twistd.stopCleanly()
+        # twistd has exited: anything extra would be in its output now.
+        self.assertEqual(twistd.output().count(line), 3)
 
     def test_length(self) -> None:
         """
@@ -628,9 +631,8 @@ class TacIntegrationTests(SynchronousTestCase):
             reply += chunk
         self.assertIs(json.loads(reply)["ok"], True)
         outbox = os.path.join(os.path.dirname(twistd.outputPath), "outbox", "new")
-        deadline = time.monotonic() + 10
-        while not (os.path.isdir(outbox) and os.listdir(outbox)) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        delivered = waitUntil(lambda: os.path.isdir(outbox) and os.listdir(outbox), 10)
+        self.assertTrue(delivered, twistd.output())
         [name] = os.listdir(outbox)
         with open(os.path.join(outbox, name), "rb") as f:
             message = email.message_from_binary_file(f, policy=email.policy.default)

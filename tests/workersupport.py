@@ -54,6 +54,23 @@ def cmdline(pid: int) -> str:
         return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
 
 
+def processAge(pid: int) -> float:
+    """
+    How long process C{pid} has been running, in seconds, as the kernel
+    counts it (C{/proc/PID/stat}'s start time against C{/proc/uptime}); 0
+    if it is gone.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    # fields[0] is the state (field 3); the start time is field 22.
+    return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
 def waitUntil(predicate: Callable[[], Any], timeout: float, interval: float = 0.01) -> Any:
     """
     Poll C{predicate} until it returns something true or C{timeout}
@@ -64,7 +81,7 @@ def waitUntil(predicate: Callable[[], Any], timeout: float, interval: float = 0.
         result = predicate()
         if result or time.monotonic() >= deadline:
             return result
-        time.sleep(interval)
+        time.sleep(interval)  # poll interval
 
 
 class ServerProcess:
@@ -155,6 +172,17 @@ class ServerProcess:
         """
         return [int(m.group(1)) for m in self.lines(r"worker \d+ started \(pid (\d+)\)")]
 
+    def position(self, pattern: str, count: int = 1) -> int:
+        """
+        Where in the output the C{count}th match of C{pattern} starts (for
+        order-of-events assertions: the file's order is the order of the
+        writes); fails the test if there is no such match.
+        """
+        found = self.lines(pattern)
+        if len(found) < count:
+            self.testCase.fail(f"no {count} line(s) matching {pattern!r}; output:\n{self.log()}")
+        return found[count - 1].start()
+
     def errors(self) -> list[str]:
         """
         Lines that look like a failure: tracebacks and critical log events.
@@ -168,6 +196,17 @@ class ServerProcess:
 
     def signal(self, signum: int) -> None:
         os.kill(self.masterPid, signum)
+
+    def stopGracefully(self, timeout: float = 10.0) -> int | None:
+        """
+        C{SIGTERM} to the master; its exit status, or L{None} if it still
+        runs after C{timeout}.  Once it has exited, everything the server
+        was going to print is in the output: check that something did not
+        happen after this.
+        """
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+        return self.wait(timeout)
 
     def wait(self, timeout: float) -> int | None:
         """
@@ -305,7 +344,12 @@ def identify(reply: str) -> tuple[int, int, int]:
 class LoadLoop:
     """
     A thread sending C{command} on a new connection per request until
-    stopped, recording every reply and every error with its time.
+    stopped, recording every reply and every error with the time
+    (C{time.monotonic()}) its request was started: a request started after
+    the test saw an event happen is served after that event.
+
+    @ivar replies: (start time, reply) of each request answered, in order.
+    @ivar failures: (start time, error) of each request that failed.
     """
 
     def __init__(self, port: int, command: str, pause: float = 0.005, timeout: float = 3.0) -> None:
@@ -324,14 +368,31 @@ class LoadLoop:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
+            startedAt = time.monotonic()
             try:
                 reply = oneShot(self.port, self.command, self.timeout)
             except Exception as e:
-                self.failures.append((time.monotonic(), f"{type(e).__name__}: {e}"))
+                self.failures.append((startedAt, f"{type(e).__name__}: {e}"))
             else:
-                self.replies.append((time.monotonic(), reply))
+                self.replies.append((startedAt, reply))
             if self.pause:
-                time.sleep(self.pause)
+                time.sleep(self.pause)  # paces the requests
+
+    def repliesSince(self, since: float) -> list[str]:
+        """
+        The replies to requests started after C{since}.
+        """
+        return [reply for startedAt, reply in list(self.replies) if startedAt > since]
+
+    def waitForReplies(self, count: int, since: float = 0.0, timeout: float = 10.0) -> list[str]:
+        """
+        Wait until C{count} requests started after C{since} were answered;
+        their replies.  Fails (AssertionError) after C{timeout}.
+        """
+        if not waitUntil(lambda: len(self.repliesSince(since)) >= count, timeout):
+            got = len(self.repliesSince(since))
+            raise AssertionError(f"{got} of {count} replies in {timeout}s; failures: {self.failures[-3:]}")
+        return self.repliesSince(since)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -31,6 +31,7 @@ from typing import Any, Iterable
 
 from swooletw import timer
 from swooletw.proctitle import set_process_name
+from swooletw.runtime.signals import STOP_SIGNALS, installStopSignals
 
 __all__ = [
     "closeInheritedDescriptors",
@@ -166,9 +167,10 @@ def runChild(reactor: Any, service: Any) -> int:
     Run C{service} on this child's reactor until it stops, with quiet
     C{SIGTERM}/C{SIGINT} handling; its C{exitCode}.
     """
-    from swooletw.runtime.signals import installStopSignals
-
     installStopSignals(reactor)
+    # Blocked since the fork (see fork.OSForker): a stop signal that came
+    # meanwhile is handled now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run(installSignalHandlers=False)

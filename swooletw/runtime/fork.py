@@ -12,12 +12,15 @@ wiring is unit-tested with a fake one and no real process.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 from typing import Callable, Protocol
 
 from twisted.internet import process as twistedProcess
 from twisted.logger import Logger
+
+from swooletw.runtime.signals import STOP_SIGNALS
 
 __all__ = ["Forker", "OSForker"]
 
@@ -77,10 +80,15 @@ class OSForker:
         parentEnd, childEnd = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         sys.stdout.flush()
         sys.stderr.flush()
+        # A stop signal to the whole group (Ctrl-C) may reach the child
+        # before it has its handlers: it stays pending until the child's
+        # reactor is ready for it (see child.runChild).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         pid = os.fork()
         if pid == 0:
             parentEnd.close()
             self._runChild(child, childEnd.detach())
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         childEnd.close()
         return pid, parentEnd
 

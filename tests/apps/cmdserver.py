@@ -15,11 +15,20 @@ The config (all keys optional but C{settings}):
    must pick up its new code.
  - C{fail_start}: C{{"worker": id, "times": n, "counter": path}}: that
    worker's C{workerStart} raises on its first C{n} runs.
+ - C{announce_connect}: print a C{CONNECT} line for every connection a
+   worker accepts (a positive signal for the tests, and an order marker in
+   the output the master and the workers share).
 
 Lines it prints (flushed) for the tests to parse:
 C{PORT <port> MASTER <pid>} (C{start}), C{WORKERSTART <id> <pid>},
 C{FAILSTART <id> <pid> <n>}, C{WORKERSTOP <id> <pid>}, C{WORKERERROR <id> <pid> <exit> <signal>},
-C{SLOWSTART <worker id> <fd>}, C{HANG <worker id> <pid>}, C{SHUTDOWN}.
+C{CONNECT <worker id> <pid> <fd> <remote port>} (with C{announce_connect}),
+C{SLOWSTART <worker id> <fd>}, C{SLOWEND <worker id> <fd>},
+C{HANG <worker id> <pid>}, C{SHUTDOWN}.
+
+One process writes each line with one C{write()} to the file all of them
+share (one open file description, so one offset): the order of the lines
+in the file is the order in which they were written.
 
 Commands (one per line; every reply is one line):
 
@@ -32,8 +41,11 @@ Commands (one per line; every reply is one line):
  - C{broadcast <text>}: C{MSG <text>} to every connection, then
    C{BROADCAST <count>}
  - C{stats}: C{STATS <json of stats()>}
- - C{slow}: C{SLOW done <worker id>} after 1 s (an async callback)
- - C{hang}: blocks the worker's reactor for 30 s (time.sleep)
+ - C{slow <path>}: an async callback that runs until the file C{path}
+   exists (the test creates it when it wants the callback to end), then
+   prints C{SLOWEND} and replies C{SLOW done <worker id>}
+ - C{hang}: blocks the worker's reactor for 30 s (time.sleep: a hung
+   worker is the behaviour under test; the watchdog kills it sooner)
  - C{later}: C{LATER <worker_id>}, sent from a C{callLater} on the reactor
    imported at module level before C{start()}
 """
@@ -105,10 +117,19 @@ def on_shutdown(serv):
     out("SHUTDOWN")
 
 
-async def slow(serv, fd):
+async def slow(serv, fd, release):
     out("SLOWSTART", serv.worker_id, fd)
-    await deferLater(serv.reactor, 1, lambda: None)
+    # Runs until the test says so: poll (on the reactor, which keeps
+    # serving) for the file the test creates.
+    while not os.path.exists(release):
+        await deferLater(serv.reactor, 0.01, lambda: None)
+    out("SLOWEND", serv.worker_id, fd)
     serv.send(fd, f"SLOW done {serv.worker_id}\n")
+
+
+def on_connect(serv, fd, reactor_id):
+    if config.get("announce_connect"):
+        out("CONNECT", serv.worker_id, os.getpid(), fd, serv.getClientInfo(fd)["remote_port"])
 
 
 def on_receive(serv, fd, reactor_id, data):
@@ -138,13 +159,13 @@ def on_receive(serv, fd, reactor_id, data):
     elif command == "stats":
         reply = "STATS " + json.dumps(serv.stats())
     elif command == "slow":
-        return slow(serv, fd)
+        return slow(serv, fd, args[0])
     elif command == "later":
         moduleReactor.callLater(0.01, serv.send, fd, f"LATER {serv.worker_id}\n")
         return None
     elif command == "hang":
         out("HANG", serv.worker_id, os.getpid())
-        time.sleep(30)
+        time.sleep(30)  # blocks the reactor on purpose: a hung worker
         reply = "HUNG"
     else:
         reply = f"UNKNOWN {command}"
@@ -156,5 +177,6 @@ serv.on("workerStart", on_worker_start)
 serv.on("workerError", on_worker_error)
 serv.on("workerStop", on_worker_stop)
 serv.on("shutdown", on_shutdown)
+serv.on("connect", on_connect)
 serv.on("receive", on_receive)
 sys.exit(0 if serv.start() else 1)
