@@ -27,6 +27,9 @@ from swooletw.settings import SettingError  # noqa: E402
 __all__ = [
     "__version__",
     "Server",
+    "HttpServer",
+    "HttpRequest",
+    "HttpResponse",
     "Port",
     "Client",
     "AsyncClient",
@@ -56,6 +59,10 @@ def __getattr__(name: str):
         from swooletw.asyncclient import AsyncClient
 
         return AsyncClient
+    if name in ("HttpServer", "HttpRequest", "HttpResponse"):
+        import swooletw.http
+
+        return getattr(swooletw.http, name)
     if name == "TaskClient":
         from swooletw.mail.taskclient import TaskClient
 

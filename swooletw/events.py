@@ -47,11 +47,12 @@ EVENTS: dict[str, tuple[str, int]] = {
         ("task", 4),
         ("finish", 3),
         ("pipeMessage", 3),
+        ("request", 2),
     ]
 }
 
 #: Events a listening port may override (the rest belong to the server).
-PORT_EVENTS = frozenset({"connect", "receive", "packet", "close"})
+PORT_EVENTS = frozenset({"connect", "receive", "packet", "close", "request"})
 
 
 class EventError(ValueError):

@@ -208,6 +208,18 @@ def _pathOrNone(name: str, value: Any) -> Any:
     return value
 
 
+def _strListOrNone(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise SettingError(
+            f"setting {name!r} must be a list of strings, got {_typeName(value)} {value!r}"
+        )
+    return list(value)
+
+
 def _onlyDefault(reason: str, check: Callable[[str, Any], Any], allowed: Any):
     """
     A setting whose name Swoole has and whose check passes, but of which this
@@ -292,6 +304,22 @@ _SPECS: dict[str, _Spec] = {
     "package_max_length": _Spec(_int(1), 2 * 1024 * 1024, perPort=True),
     "ssl_cert_file": _Spec(_pathOrNone, None, perPort=True),
     "ssl_key_file": _Spec(_pathOrNone, None, perPort=True),
+    # per port: HTTP (on for the ports of an HttpServer)
+    "open_http_protocol": _Spec(_bool, False, perPort=True),
+    "http_request_timeout": _Spec(_seconds, 60.0, perPort=True),
+    "http_max_header_size": _Spec(_int(1024), 16 * 1024, perPort=True),
+    "http_max_headers": _Spec(_int(1), 100, perPort=True),
+    "http_max_url_length": _Spec(_int(16), 8 * 1024, perPort=True),
+    "http_pipeline_max": _Spec(_int(1), 16, perPort=True),
+    "http_compression": _Spec(_bool, False, perPort=True),
+    "http_compression_level": _Spec(_int(1, 9), 1, perPort=True),
+    "compression_min_length": _Spec(_int(0), 20, perPort=True),
+    "enable_static_handler": _Spec(_bool, False, perPort=True),
+    "document_root": _Spec(_pathOrNone, None, perPort=True),
+    "static_handler_locations": _Spec(_strListOrNone, None, perPort=True),
+    "upload_tmp_dir": _Spec(_pathOrNone, None, perPort=True),
+    "upload_max_filesize": _Spec(_intOrNone, None, perPort=True),
+    "http_trusted_proxies": _Spec(_strListOrNone, None, perPort=True),
 }
 
 #: Names that may be set on a L{Port} (and on the server, as the default for

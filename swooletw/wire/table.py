@@ -32,6 +32,7 @@ class ServerStats:
         "max_conn_refused_count",
         "heartbeat_close_count",
         "closed_send_count",
+        "http_timeout_count",
     )
 
     def __init__(self) -> None:
