@@ -191,14 +191,17 @@ class ConnectionTable:
         return fd in self._connections
 
 
+#: The private attributes of Twisted's C{tcp.Connection} the direct write
+#: path reads (guarded by tests/test_limits.py: DirectWriteGuardTests).
+_TCP_INTERNALS = ("_tempDataLen", "dataBuffer", "offset", "socket")
+
+
 def _canWriteDirectly(transport: Any) -> bool:
     # Only a plain TCP socket transport (not TLS, not a test double) exposes
-    # the buffer state and writeSomeData the direct path relies on.
-    return (
-        isinstance(transport, tcp.Connection)
-        and hasattr(transport, "_tempDataLen")
-        and hasattr(transport, "dataBuffer")
-        and hasattr(transport, "offset")
+    # the buffer state and the socket the direct path relies on; anything
+    # else, including a future Twisted without them, gets transport.write.
+    return isinstance(transport, tcp.Connection) and all(
+        hasattr(transport, name) for name in _TCP_INTERNALS
     )
 
 
