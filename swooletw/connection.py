@@ -294,10 +294,10 @@ class ServerConnection:
 
     def framingError(self, reason: str) -> None:
         """
-        The peer broke the framing: close this connection only.
+        The peer broke the framing: abort this connection only.
         """
         self.factory.framingError(self, reason)
-        self.closeConnection(byServer=False)
+        self.closeConnection(reset=True, byServer=False)
 
     def sendData(self, data: bytes) -> bool:
         """
@@ -318,7 +318,9 @@ class ServerConnection:
 
     def closeConnection(self, reset: bool = False, byServer: bool = True) -> bool:
         """
-        Close after the data already sent; with C{reset}, at once.
+        Close after the data already sent; with C{reset}, at once, dropping
+        what is queued (a close for idleness or a limit does this: an
+        orderly close would wait for a peer that may never read).
 
         @return: C{False} if it was already closing.
         """
@@ -544,7 +546,7 @@ class PortFactory(Factory):
 
     def sweep(self) -> None:
         """
-        Close every connection idle for longer than the heartbeat allows.
+        Abort every connection idle for longer than the heartbeat allows.
         """
         deadline = self.clock.seconds() - self._idle
         for connection in list(self.connections.values()):
@@ -555,7 +557,7 @@ class PortFactory(Factory):
                     fd=connection.fd,
                     idle=self._idle,
                 )
-                connection.closeConnection(byServer=False)
+                connection.closeConnection(reset=True, byServer=False)
 
 
 class UDPPortProtocol(DatagramProtocol):

@@ -43,6 +43,77 @@ def warnings(observer: EventLoggingObserver, word: str) -> list[dict]:
     ]
 
 
+class AbortTests(SynchronousTestCase):
+    """
+    A close for idleness or for a limit aborts the connection: queued
+    output is dropped instead of waiting for a peer that may never read.
+    """
+
+    def test_heartbeatAborts(self) -> None:
+        """The heartbeat's close is an abort."""
+        harness = ServerHarness(limitServer(heartbeat_check_interval=1))
+        client = harness.connect()
+        harness.advance(1)
+        harness.advance(1)
+        self.assertTrue(client.closed)
+        self.assertTrue(client.transport.disconnected, "closed without abortConnection")
+
+    def test_framingErrorAborts(self) -> None:
+        """A framing error's close is an abort."""
+        harness = ServerHarness(limitServer(package_max_length=8))
+        client = harness.connect()
+        client.write(b"far too long for the limit")
+        self.assertTrue(client.closed)
+        self.assertTrue(client.transport.disconnected, "closed without abortConnection")
+
+    def test_userCloseStillGraceful(self) -> None:
+        """serv.close(fd) still closes after the data sent."""
+        serv = limitServer()
+        client = ServerHarness(serv).connect()
+        serv.close(client.fd)
+        self.assertTrue(client.closed)
+        self.assertFalse(client.transport.disconnected)
+
+
+class NeverReadingClientTests(RealServerMixin, TestCase):
+    """
+    Real sockets: a client that stops reading while the server sends.
+    """
+
+    @inlineCallbacks
+    def test_heartbeatAbortsStuckConnection(self):
+        """
+        A connection idle past the heartbeat with megabytes queued for a
+        client that does not read is gone at once: close fires and the
+        client sees a reset, not an orderly end.
+        """
+        closed: Deferred[int] = Deferred()
+
+        def onConnect(serv, fd, rid):
+            for _ in range(128):
+                serv.send(fd, b"q" * 65536)  # 8 MiB, more than the kernel holds
+
+        serv = Server("127.0.0.1", 0)
+        serv.set(heartbeat_check_interval=0.1, heartbeat_idle_time=0.2)
+        serv.on("connect", onConnect)
+        serv.on("receive", lambda serv, fd, rid, data: None)
+        serv.on("close", lambda serv, fd, rid: closed.callback(fd))
+        self.startServer(serv)
+        client = yield self.connect(serv.port)
+        self.disconnectAtEnd(client)
+        client.transport.pauseProducing()
+        reasons = []
+        original = client.connectionLost
+        client.connectionLost = lambda reason: (reasons.append(reason), original(reason))
+        yield closed.addTimeout(10, reactor)
+        self.assertEqual(serv.stats()["heartbeat_close_count"], 1)
+        self.assertEqual(len(serv.connections), 0)
+        client.transport.resumeProducing()
+        yield client.lost
+        self.assertLess(len(client.data), 128 * 65536)
+        self.assertIsNone(reasons[0].check(ConnectionDone), reasons[0])
+
+
 class DirectWriteGuardTests(RealServerMixin, TestCase):
     """
     The direct write path reads C{tcp.Connection} internals: fail loudly if
