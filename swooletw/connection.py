@@ -510,9 +510,20 @@ class PortFactory(Factory):
 
     def framingError(self, connection: ServerConnection, reason: str) -> None:
         """
-        Log and count a framing violation on one connection.
+        Log and count a framing violation on one connection, with the
+        traceback when C{package_length_func} raised.
         """
         self.stats.packet_error_count += 1
+        failure = connection.framingErrorFailure
+        if failure is not None:
+            self.log.failure(
+                "closing fd {fd} on port {port}: {reason}",
+                failure,
+                fd=connection.fd,
+                port=self.port.port,
+                reason=reason,
+            )
+            return
         self.log.warn(
             "closing fd {fd} on port {port}: {reason}",
             fd=connection.fd,

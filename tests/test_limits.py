@@ -75,6 +75,31 @@ class AbortTests(SynchronousTestCase):
         self.assertFalse(client.transport.disconnected)
 
 
+class LengthFuncFailureTests(SynchronousTestCase):
+    """
+    A C{package_length_func} that raises: logged with its traceback and the
+    fd, that connection closed, counted as a packet error.
+    """
+
+    def test_raisingLengthFunc(self) -> None:
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+        def lengthFunc(data: bytes) -> int:
+            raise ValueError("cannot parse")
+
+        serv = Server("127.0.0.1", 9501, reactor=MemoryReactorClock())
+        serv.set(worker_num=1, package_length_func=lengthFunc)
+        harness = ServerHarness(serv)
+        client, other = harness.connect(), harness.connect()
+        client.write(b"data")
+        self.assertTrue(client.closed)
+        self.assertFalse(other.closed)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        [failure] = [e for e in observer if "log_failure" in e]
+        self.assertEqual(failure["fd"], client.fd)
+        self.assertEqual(serv.stats()["packet_error_count"], 1)
+
+
 class NeverReadingClientTests(RealServerMixin, TestCase):
     """
     Real sockets: a client that stops reading while the server sends.
