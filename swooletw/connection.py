@@ -10,6 +10,16 @@ reply costs two extra epoll changes and a loop turn.  Here, replies sent to a
 connection while its own data is being handled are gathered and written
 straight to the socket when the read event ends, if nothing is queued
 before them: one C{send()} for all the packets of that read, and no wait.
+
+Each connection's unsent output is bounded by C{buffer_output_size}: the
+transport tells the connection (as a streaming producer) when its buffer
+passes Twisted's high-water mark and when it has drained, and in between the
+connection counts the bytes itself.  Replies are gathered only in a read
+that starts with the transport's buffer below the mark, and are not counted
+one by one (L{Server.send} appends them inline: the per-message path), so
+the replies of such a read may take a connection past the limit; from then
+on its sends are refused until the peer has read.  Memory per connection
+stays within the limit plus one read's replies.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from twisted.internet import tcp
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.protocol import DatagramProtocol, Factory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -70,6 +81,7 @@ class ServerStats:
         "packet_error_count",
         "max_conn_refused_count",
         "heartbeat_close_count",
+        "output_buffer_overflow_count",
     )
 
     def __init__(self) -> None:
@@ -205,6 +217,41 @@ def _canWriteDirectly(transport: Any) -> bool:
     )
 
 
+def _queuedBytes(transport: Any) -> int:
+    # What a transport holds unsent: exact for a plain TCP connection; any
+    # other only says it passed Twisted's high-water mark.
+    if _canWriteDirectly(transport):
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    return FileDescriptor.bufferSize
+
+
+class _OutputWatch:
+    """
+    Registered with a connection's transport as a streaming producer, only
+    to hear when the transport's buffer passes its high-water mark
+    (C{pauseProducing}) and when it has drained (C{resumeProducing}).
+    """
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: ServerConnection) -> None:
+        self.connection = connection
+
+    def pauseProducing(self) -> None:
+        # Twisted calls this on every write while its buffer is full.
+        connection = self.connection
+        if not connection._outputPaused:
+            connection._outputPaused = True
+            connection._unsent = max(connection._unsent, _queuedBytes(connection.transport))
+
+    def resumeProducing(self) -> None:
+        self.connection._outputPaused = False
+        self.connection._unsent = 0
+
+    def stopProducing(self) -> None:
+        pass
+
+
 class ServerConnection:
     """
     The server side of one TCP connection; combined with a framer from
@@ -226,7 +273,20 @@ class ServerConnection:
     #: packets received on this connection (added to the server's
     #: C{request_count} when it closes)
     requests = 0
+    #: while this connection's own read event runs, unless its transport
+    #: is backed up: replies are gathered in C{_pending} (by L{Server.send},
+    #: inline) and written together when the read ends
     _reading = False
+    #: whether the transport has paused us (its buffer passed its
+    #: high-water mark) and not yet resumed us (it has drained)
+    _outputPaused = False
+    #: unsent bytes as counted: 0 unless paused; then what the transport
+    #: held when it paused us, plus what was written since
+    _unsent = 0
+    #: C{buffer_output_size}; -1 once closing, so that sendData's one
+    #: compare also refuses sends to a closing connection
+    _outputLimit = -1
+    _warnedFull = False
     _closing = False
     _closedByServer = False
     _closeWhenIdle = False
@@ -242,12 +302,17 @@ class ServerConnection:
         self._stats = factory.stats
         self._pending: list[bytes] = []
         self._write = self._writeDirect if _canWriteDirectly(self.transport) else self.transport.write
+        # Instance attributes (not class defaults) are the cheaper to read.
+        self._outputPaused = False
+        self._unsent = 0
+        self._outputLimit = factory.outputLimit
+        self.transport.registerProducer(_OutputWatch(self), True)
         factory.connectionOpened(self)
 
     def dataReceived(self, data: bytes) -> None:
         self.lastTime = self._now()
         self._stats.total_recv_bytes += len(data)
-        self._reading = True
+        self._reading = not self._outputPaused
         try:
             super().dataReceived(data)  # type: ignore[misc]  # the framer
         finally:
@@ -303,18 +368,28 @@ class ServerConnection:
         """
         Send bytes to the peer (Swoole's C{send} for this connection).
 
-        @return: C{False} if the connection is closing.
+        @return: C{False} if the connection is closing, or if C{data} would
+            take its unsent bytes past C{buffer_output_size} (then nothing
+            of C{data} is sent; what was accepted before still is).
         """
-        if self._closing:
-            return False
+        unsent = self._unsent + len(data)
+        if unsent > self._outputLimit:
+            return self._refuse()
         if self._reading:
             self._pending.append(data)
-        else:
-            stats = self._stats
-            stats.response_count += 1
-            stats.total_send_bytes += len(data)
-            self._write(data)
+            return True
+        if self._outputPaused:
+            self._unsent = unsent
+        stats = self._stats
+        stats.response_count += 1
+        stats.total_send_bytes += len(data)
+        self._write(data)
         return True
+
+    def _refuse(self) -> bool:
+        if not self._closing:
+            self.factory.outputBufferFull(self)
+        return False
 
     def closeConnection(self, reset: bool = False, byServer: bool = True) -> bool:
         """
@@ -327,18 +402,22 @@ class ServerConnection:
         if self._closing:
             return False
         self._closing = True
+        self._outputLimit = -1
         self._closedByServer = byServer
-        if self._pending and not reset:
-            self._flush()
         if reset:
             self._pending.clear()
             self.transport.abortConnection()
-        else:
-            self.transport.loseConnection()
+            return True
+        if self._pending:
+            self._flush()
+        # A paused producer would keep an orderly close waiting.
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
         return True
 
     def connectionLost(self, reason: Any) -> None:
         self._closing = True
+        self._outputLimit = -1
         self.factory.connectionClosed(self, self._closedByServer)
 
     def clientInfo(self) -> dict[str, Any]:
@@ -451,6 +530,7 @@ class PortFactory(Factory):
         self.stats: ServerStats = serv._stats
         self.maxConn: int = serv.setting["max_conn"]
         self.settings = port.effectiveSettings()
+        self.outputLimit: int = self.settings["buffer_output_size"]
         self.framing = framing.framingFor(self.settings)
         self.protocol = _CONNECTION_CLASSES[self.framing.framer]
         self.onConnect = port.getCallback("connect")
@@ -530,6 +610,22 @@ class PortFactory(Factory):
             port=self.port.port,
             reason=reason,
         )
+
+    def outputBufferFull(self, connection: ServerConnection) -> None:
+        """
+        Count a send refused for C{buffer_output_size}; warn once per
+        connection.
+        """
+        self.stats.output_buffer_overflow_count += 1
+        if not connection._warnedFull:
+            connection._warnedFull = True
+            self.log.warn(
+                "fd {fd} on port {port}: output buffer full (buffer_output_size "
+                "{limit} bytes unsent); send() returns False until the peer reads",
+                fd=connection.fd,
+                port=self.port.port,
+                limit=self.outputLimit,
+            )
 
     def callbackFailed(self, event: str, fd: int) -> None:
         """

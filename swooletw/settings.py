@@ -259,6 +259,7 @@ _SPECS: dict[str, _Spec] = {
     "package_body_offset": _Spec(_int(0), 4, perPort=True),
     "package_length_func": _Spec(_callableOrNone, None, perPort=True),
     "package_max_length": _Spec(_int(1), 2 * 1024 * 1024, perPort=True),
+    "buffer_output_size": _Spec(_int(1), 2 * 1024 * 1024, perPort=True),
     "ssl_cert_file": _Spec(_pathOrNone, None, perPort=True),
     "ssl_key_file": _Spec(_pathOrNone, None, perPort=True),
 }

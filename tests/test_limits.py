@@ -43,6 +43,127 @@ def warnings(observer: EventLoggingObserver, word: str) -> list[dict]:
     ]
 
 
+class OutputLimitSettingTests(SynchronousTestCase):
+    """
+    C{buffer_output_size}: Swoole's default, checked, per port.
+    """
+
+    def test_default(self) -> None:
+        """The default is 2 MiB."""
+        self.assertEqual(settings.defaults()["buffer_output_size"], 2 * 1024 * 1024)
+
+    def test_mustBePositive(self) -> None:
+        """0 and negative sizes are refused at set()."""
+        for bad in (0, -1, 1.5, "2M"):
+            self.assertRaises(SettingError, Server("127.0.0.1", 9501).set, buffer_output_size=bad)
+
+    def test_perPort(self) -> None:
+        """A port may set its own size."""
+        port = Server("127.0.0.1", 9501).listen("127.0.0.1", 9502)
+        port.set(buffer_output_size=4096)
+        self.assertEqual(port.effectiveSettings()["buffer_output_size"], 4096)
+
+
+class OutputLimitTests(SynchronousTestCase):
+    """
+    Past C{buffer_output_size} unsent bytes, C{send()} returns C{False}; what
+    was accepted is still delivered, in order.
+    """
+
+    def setUp(self) -> None:
+        self.observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def test_repliesInReadWhileBackedUp(self) -> None:
+        """
+        In a read that starts with the transport backed up, each reply is
+        checked: the one that would pass the limit is refused and counted,
+        the earlier ones arrive, and the connection stays open.
+        """
+        results = []
+
+        def onReceive(serv, fd, reactorId, data):
+            for i in range(4):
+                results.append(serv.send(fd, b"%039d\n" % i))
+
+        serv = limitServer(buffer_output_size=FileDescriptor.bufferSize + 100)
+        serv.on("receive", onReceive)
+        client = ServerHarness(serv).connect()
+        client.transport.producer.pauseProducing()
+        client.write(b"go\r\n")
+        self.assertEqual(results, [True, True, False, False])
+        self.assertEqual(client.read(), b"%039d\n%039d\n" % (0, 1))
+        self.assertFalse(client.closed)
+        self.assertEqual(serv.stats()["output_buffer_overflow_count"], 2)
+
+    def test_repliesGatheredInOneRead(self) -> None:
+        """
+        In a read that starts with the transport below its high-water mark,
+        replies are gathered without a check each (the cheapest path):
+        one read's replies may pass the limit once.
+        """
+        results = []
+
+        def onReceive(serv, fd, reactorId, data):
+            for i in range(4):
+                results.append(serv.send(fd, b"%039d\n" % i))
+
+        serv = limitServer(buffer_output_size=100)
+        serv.on("receive", onReceive)
+        client = ServerHarness(serv).connect()
+        client.write(b"go\r\n")
+        self.assertEqual(results, [True] * 4)
+        self.assertEqual(client.read(), b"".join(b"%039d\n" % i for i in range(4)))
+
+    def test_singleSendOverLimit(self) -> None:
+        """One send larger than the limit is refused outright."""
+        serv = limitServer(buffer_output_size=100)
+        client = ServerHarness(serv).connect()
+        self.assertIs(serv.send(client.fd, b"x" * 101), False)
+        self.assertIs(serv.send(client.fd, b"x" * 100), True)
+        self.assertEqual(client.read(), b"x" * 100)
+
+    def test_pausedTransportCounts(self) -> None:
+        """
+        Once the transport says its buffer is full (pauseProducing), what
+        it holds and each accepted send count; when it has drained
+        (resumeProducing), sends are accepted again.
+        """
+        high = FileDescriptor.bufferSize
+        serv = limitServer(buffer_output_size=high + 25_000)
+        client = ServerHarness(serv).connect()
+        producer = client.transport.producer
+        self.assertTrue(client.transport.streaming)
+        producer.pauseProducing()
+        results = [serv.send(client.fd, b"x" * 10_000) for _ in range(3)]
+        self.assertEqual(results, [True, True, False])
+        producer.resumeProducing()
+        self.assertIs(serv.send(client.fd, b"y" * 10_000), True)
+        self.assertEqual(client.read(), b"x" * 20_000 + b"y" * 10_000)
+
+    def test_warnedOncePerConnection(self) -> None:
+        """
+        One warning per connection, naming its fd and the limit, however
+        many sends are refused.
+        """
+        serv = limitServer(buffer_output_size=10)
+        harness = ServerHarness(serv)
+        first, second = harness.connect(), harness.connect()
+        for client in (first, second, first, second):
+            self.assertIs(serv.send(client.fd, b"x" * 11), False)
+        logged = warnings(self.observer, "buffer_output_size")
+        self.assertEqual([e["fd"] for e in logged], [first.fd, second.fd])
+        self.assertEqual({e["limit"] for e in logged}, {10})
+        self.assertEqual(serv.stats()["output_buffer_overflow_count"], 4)
+
+    def test_closingRefuses(self) -> None:
+        """A connection being closed refuses sends, as before."""
+        serv = limitServer()
+        client = ServerHarness(serv).connect()
+        client.disconnect()
+        self.assertIs(serv.send(client.fd, b"x"), False)
+        self.assertEqual(serv.stats()["output_buffer_overflow_count"], 0)
+
+
 class AbortTests(SynchronousTestCase):
     """
     A close for idleness or for a limit aborts the connection: queued
@@ -104,6 +225,86 @@ class NeverReadingClientTests(RealServerMixin, TestCase):
     """
     Real sockets: a client that stops reading while the server sends.
     """
+
+    @inlineCallbacks
+    def test_sendRefusedPastLimitAcceptedDataIntact(self):
+        """
+        The server sends 64 KiB chunks until send() returns False; once the
+        client reads, it gets exactly every chunk accepted, in order, and a
+        send after the buffer drained is accepted again.
+        """
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        connected: Deferred[int] = Deferred()
+        serv = Server("127.0.0.1", 0)
+        serv.on("connect", lambda serv, fd, rid: connected.callback(fd))
+        serv.on("receive", lambda serv, fd, rid, data: None)
+        self.startServer(serv)
+        client = yield self.connect(serv.port)
+        self.disconnectAtEnd(client)
+        client.transport.pauseProducing()
+        fd = yield connected
+        accepted = []
+        for i in range(1024):  # 64 MiB: far past any kernel buffer + 2 MiB
+            chunk = b"%07d\n" % i * 8192
+            if not serv.send(fd, chunk):
+                break
+            accepted.append(chunk)
+        else:
+            self.fail("send() accepted 64 MiB for a client that does not read")
+        self.assertIs(serv.send(fd, b"y" * 65536), False)
+        self.assertEqual(serv.stats()["output_buffer_overflow_count"], 2)
+        [warning] = warnings(observer, "buffer_output_size")
+        self.assertEqual((warning["fd"], warning["limit"]), (fd, 2 * 1024 * 1024))
+
+        expected = b"".join(accepted)
+        client.transport.resumeProducing()
+        yield client.waitFor(len(expected))
+        self.assertEqual(len(client.data), len(expected))
+        self.assertTrue(client.data == expected, "the bytes received differ from those accepted")
+        self.assertIs(serv.send(fd, b"END"), True)
+        yield client.waitFor(len(expected) + 3)
+        self.assertTrue(client.data == expected + b"END")
+
+    @inlineCallbacks
+    def test_echoToClientNotReading(self):
+        """
+        An echo server and a client that sends packets but does not read:
+        replies are refused once its output buffer is full, and when the
+        client reads it gets exactly the replies that were accepted, in
+        order.
+        """
+        decided: list[tuple[bytes, bool]] = []
+        waiting: list[Deferred[None]] = []
+
+        def onReceive(serv, fd, rid, data):
+            decided.append((data, serv.send(fd, data)))
+            if waiting and len(decided) == sent:
+                waiting.pop().callback(None)
+
+        serv = Server("127.0.0.1", 0)
+        serv.set(open_length_check=True, package_max_length=1 << 20)
+        serv.on("receive", onReceive)
+        self.startServer(serv)
+        client = yield self.connect(serv.port)
+        self.disconnectAtEnd(client)
+        client.transport.pauseProducing()
+        sent = 0
+        while all(ok for data, ok in decided):
+            if sent == 2048:  # 64 MiB
+                self.fail("no reply refused for a client that does not read")
+            for _ in range(16):
+                body = b"%07d\n" % sent * 4096
+                client.transport.write(struct.pack("!I", len(body)) + body)
+                sent += 1
+            waiting.append(Deferred())
+            yield waiting[0].addTimeout(10, reactor)
+        accepted = [data for data, ok in decided if ok]
+        self.assertLess(len(accepted), sent)
+        expected = b"".join(accepted)
+        client.transport.resumeProducing()
+        yield client.waitFor(len(expected))
+        self.assertEqual(len(client.data), len(expected))
+        self.assertTrue(client.data == expected, "the bytes received differ from those accepted")
 
     @inlineCallbacks
     def test_heartbeatAbortsStuckConnection(self):
