@@ -82,6 +82,7 @@ class ServerStats:
         "max_conn_refused_count",
         "heartbeat_close_count",
         "output_buffer_overflow_count",
+        "packet_timeout_count",
     )
 
     def __init__(self) -> None:
@@ -287,6 +288,14 @@ class ServerConnection:
     #: compare also refuses sends to a closing connection
     _outputLimit = -1
     _warnedFull = False
+    #: C{package_recv_timeout}: 0, or the seconds a packet may take to
+    #: arrive whole from its first byte
+    _packetTimeout = 0.0
+    #: when the packet partly received began (the read with its first
+    #: byte), and how many packets had arrived before it
+    _packetStart: float | None = None
+    _packetsBefore = 0
+    _packetTimer: Any = None
     _closing = False
     _closedByServer = False
     _closeWhenIdle = False
@@ -306,6 +315,7 @@ class ServerConnection:
         self._outputPaused = False
         self._unsent = 0
         self._outputLimit = factory.outputLimit
+        self._packetTimeout = factory.packetTimeout
         self.transport.registerProducer(_OutputWatch(self), True)
         factory.connectionOpened(self)
 
@@ -321,6 +331,32 @@ class ServerConnection:
                 self._flush()
             if self._closeWhenIdle:
                 self.closeWhenIdle()
+            if self._packetTimeout:
+                self._timePacket()
+
+    def _timePacket(self) -> None:
+        # After a read: start the clock of a packet whose first byte came in
+        # it, forget it once no partial packet is left.  One timer at most,
+        # set again when it fires early rather than moved on every read.
+        if self._closing or not self.bufferedBytes():
+            self._packetStart = None
+        elif self._packetStart is None or self.requests != self._packetsBefore:
+            self._packetStart = self.lastTime
+            self._packetsBefore = self.requests
+            if self._packetTimer is None:
+                self._packetTimer = self.factory.clock.callLater(self._packetTimeout, self._packetDue)
+
+    def _packetDue(self) -> None:
+        self._packetTimer = None
+        if self._packetStart is None or self._closing:
+            return
+        due = self._packetStart + self._packetTimeout
+        now = self._now()
+        if now < due:
+            self._packetTimer = self.factory.clock.callLater(due - now, self._packetDue)
+            return
+        self.factory.packetTimedOut(self)
+        self.closeConnection(reset=True, byServer=False)
 
     def packetReceived(self, packet: bytes) -> None:
         """
@@ -418,6 +454,9 @@ class ServerConnection:
     def connectionLost(self, reason: Any) -> None:
         self._closing = True
         self._outputLimit = -1
+        if self._packetTimer is not None:
+            self._packetTimer.cancel()
+            self._packetTimer = None
         self.factory.connectionClosed(self, self._closedByServer)
 
     def clientInfo(self) -> dict[str, Any]:
@@ -531,6 +570,7 @@ class PortFactory(Factory):
         self.maxConn: int = serv.setting["max_conn"]
         self.settings = port.effectiveSettings()
         self.outputLimit: int = self.settings["buffer_output_size"]
+        self.packetTimeout: float = self.settings["package_recv_timeout"]
         self.framing = framing.framingFor(self.settings)
         self.protocol = _CONNECTION_CLASSES[self.framing.framer]
         self.onConnect = port.getCallback("connect")
@@ -611,6 +651,20 @@ class PortFactory(Factory):
             reason=reason,
         )
 
+    def packetTimedOut(self, connection: ServerConnection) -> None:
+        """
+        Log and count a connection whose packet did not arrive whole within
+        C{package_recv_timeout}.
+        """
+        self.stats.packet_timeout_count += 1
+        self.log.warn(
+            "closing fd {fd} on port {port}: {reason}",
+            fd=connection.fd,
+            port=self.port.port,
+            reason=f"packet not whole {self.packetTimeout}s after its first byte "
+            f"({connection.bufferedBytes()} bytes received), over package_recv_timeout",
+        )
+
     def outputBufferFull(self, connection: ServerConnection) -> None:
         """
         Count a send refused for C{buffer_output_size}; warn once per
@@ -620,8 +674,9 @@ class PortFactory(Factory):
         if not connection._warnedFull:
             connection._warnedFull = True
             self.log.warn(
-                "fd {fd} on port {port}: output buffer full (buffer_output_size "
-                "{limit} bytes unsent); send() returns False until the peer reads",
+                "fd {fd} on port {port}: send() refused, output buffer full "
+                "(buffer_output_size {limit} bytes); later refusals on this "
+                "connection are only counted (output_buffer_overflow_count)",
                 fd=connection.fd,
                 port=self.port.port,
                 limit=self.outputLimit,

@@ -196,6 +196,110 @@ class AbortTests(SynchronousTestCase):
         self.assertFalse(client.transport.disconnected)
 
 
+class PacketDeadlineTests(SynchronousTestCase):
+    """
+    C{package_recv_timeout}: a packet must arrive whole within that many
+    seconds of its first byte.
+    """
+
+    def setUp(self) -> None:
+        self.observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def lengthServer(self, **values) -> tuple[ServerHarness, Server, list]:
+        received: list[bytes] = []
+        serv = Server("127.0.0.1", 9501, reactor=MemoryReactorClock())
+        serv.set(dict({"worker_num": 1, "open_length_check": True}, **values))
+        serv.on("receive", lambda serv, fd, rid, data: received.append(data))
+        return ServerHarness(serv), serv, received
+
+    def test_settingChecked(self) -> None:
+        """Off by default; seconds, not negative; per port."""
+        self.assertEqual(settings.defaults()["package_recv_timeout"], 0)
+        self.assertRaises(SettingError, Server("127.0.0.1", 9501).set, package_recv_timeout=-1)
+        port = Server("127.0.0.1", 9501).listen("127.0.0.1", 9502)
+        port.set(package_recv_timeout=5)
+        self.assertEqual(port.effectiveSettings()["package_recv_timeout"], 5.0)
+
+    def test_offTrickleNeverClosed(self) -> None:
+        """Without the setting a trickling sender keeps its connection, no timer is set."""
+        harness, serv, received = self.lengthServer()
+        client = harness.connect()
+        before = len(harness.reactor.getDelayedCalls())
+        client.write(struct.pack("!I", 1000))
+        for _ in range(1000):
+            harness.advance(0.1)
+            client.write(b"x")
+            self.assertEqual(len(harness.reactor.getDelayedCalls()), before)
+        self.assertFalse(client.closed)
+        self.assertEqual(len(received), 1)
+
+    def test_trickleClosed(self) -> None:
+        """
+        1 byte per 100 ms: the connection is aborted once the packet is
+        late, counted, and logged with its fd, port and the reason.
+        """
+        harness, serv, received = self.lengthServer(package_recv_timeout=1)
+        client = harness.connect()
+        client.write(struct.pack("!I", 100))
+        for _ in range(9):
+            harness.advance(0.1)
+            client.write(b"x")
+        self.assertFalse(client.closed)
+        harness.advance(0.2)
+        self.assertTrue(client.closed)
+        self.assertTrue(client.transport.disconnected, "closed without abortConnection")
+        self.assertEqual(received, [])
+        self.assertEqual(serv.stats()["packet_timeout_count"], 1)
+        [logged] = warnings(self.observer, "closing fd")
+        self.assertEqual((logged["fd"], logged["port"]), (client.fd, 9501))
+        self.assertIn("package_recv_timeout", logged["reason"])
+        self.assertEqual(harness.reactor.getDelayedCalls(), [])
+
+    def test_clockStartsAtEachPacket(self) -> None:
+        """
+        Whole packets on time keep the connection; the clock of a packet
+        starts at its own first byte, with one timer at most.
+        """
+        harness, serv, received = self.lengthServer(package_recv_timeout=1)
+        client = harness.connect()
+        packet = struct.pack("!I", 3) + b"abc"
+        for _ in range(5):
+            client.write(packet[:5])
+            harness.advance(0.9)
+            self.assertLessEqual(len(harness.reactor.getDelayedCalls()), 1)
+            client.write(packet[5:])
+            harness.advance(0.9)
+        self.assertEqual(len(received), 5)
+        client.write(packet[:5])
+        harness.advance(0.9)
+        client.write(packet[5:] + packet[:2])  # one ends, the next starts
+        harness.advance(0.9)
+        self.assertLessEqual(len(harness.reactor.getDelayedCalls()), 1)
+        self.assertFalse(client.closed)
+        harness.advance(0.2)
+        self.assertTrue(client.closed)
+        self.assertEqual(len(received), 6)
+
+    def test_noTimerLeftAfterWholePacket(self) -> None:
+        """After a whole packet the timer, once due, is not set again."""
+        harness, serv, received = self.lengthServer(package_recv_timeout=1)
+        client = harness.connect()
+        client.write(b"\x00\x00")
+        client.write(b"\x00\x01z")
+        harness.advance(1)
+        self.assertEqual(harness.reactor.getDelayedCalls(), [])
+        self.assertFalse(client.closed)
+
+    def test_timerCancelledOnClose(self) -> None:
+        """A connection that ends with a partial packet leaves no timer."""
+        harness, serv, received = self.lengthServer(package_recv_timeout=1)
+        client = harness.connect()
+        client.write(b"\x00")
+        client.disconnect()
+        self.assertEqual(harness.reactor.getDelayedCalls(), [])
+        self.assertEqual(serv.stats()["packet_timeout_count"], 0)
+
+
 class LengthFuncFailureTests(SynchronousTestCase):
     """
     A C{package_length_func} that raises: logged with its traceback and the
