@@ -297,6 +297,8 @@ class ServerConnection:
     _packetsBefore = 0
     _packetTimer: Any = None
     _closing = False
+    #: an orderly close is waiting for the peer to read what is queued
+    _closingInOrder = False
     _closedByServer = False
     _closeWhenIdle = False
     _running = 0
@@ -431,12 +433,17 @@ class ServerConnection:
         """
         Close after the data already sent; with C{reset}, at once, dropping
         what is queued (a close for idleness or a limit does this: an
-        orderly close would wait for a peer that may never read).
+        orderly close would wait for a peer that may never read).  A reset
+        also ends an orderly close still waiting.
 
-        @return: C{False} if it was already closing.
+        @return: C{False} if it was already closing (and not reset now).
         """
         if self._closing:
-            return False
+            if not (reset and self._closingInOrder):
+                return False
+            self._closingInOrder = False
+            self.transport.abortConnection()
+            return True
         self._closing = True
         self._outputLimit = -1
         self._closedByServer = byServer
@@ -448,11 +455,13 @@ class ServerConnection:
             self._flush()
         # A paused producer would keep an orderly close waiting.
         self.transport.unregisterProducer()
+        self._closingInOrder = True
         self.transport.loseConnection()
         return True
 
     def connectionLost(self, reason: Any) -> None:
         self._closing = True
+        self._closingInOrder = False
         self._outputLimit = -1
         if self._packetTimer is not None:
             self._packetTimer.cancel()

@@ -444,6 +444,34 @@ class NeverReadingClientTests(RealServerMixin, TestCase):
         self.assertIsNone(reasons[0].check(ConnectionDone), reasons[0])
 
 
+    @inlineCallbacks
+    def test_resetAfterOrderlyCloseAborts(self):
+        """
+        close(fd, reset=True) on a connection whose orderly close is still
+        waiting for the client to read (what a graceful stop does at
+        max_wait_time) aborts it.
+        """
+        closed: Deferred[int] = Deferred()
+        connected: Deferred[int] = Deferred()
+        serv = Server("127.0.0.1", 0)
+        serv.set(buffer_output_size=16 * 1024 * 1024)
+        serv.on("connect", lambda serv, fd, rid: connected.callback(fd))
+        serv.on("receive", lambda serv, fd, rid, data: None)
+        serv.on("close", lambda serv, fd, rid: closed.callback(fd))
+        self.startServer(serv)
+        client = yield self.connect(serv.port)
+        self.disconnectAtEnd(client)
+        client.transport.pauseProducing()
+        fd = yield connected
+        for _ in range(128):
+            self.assertIs(serv.send(fd, b"q" * 65536), True)
+        self.assertIs(serv.close(fd), True)
+        self.assertFalse(closed.called)
+        self.assertIs(serv.close(fd, reset=True), True)
+        self.assertEqual((yield closed.addTimeout(10, reactor)), fd)
+        self.assertIs(serv.close(fd, reset=True), False)
+
+
 class DirectWriteGuardTests(RealServerMixin, TestCase):
     """
     The direct write path reads C{tcp.Connection} internals: fail loudly if
