@@ -398,7 +398,12 @@ class Framing:
         """
         Configure a new protocol instance for this framing.
         """
-        protocol.__dict__.update(self.attributes)
+        # setattr, not __dict__.update: on CPython 3.11 a materialised
+        # instance __dict__ stops the interpreter from specialising the
+        # protocol's attribute accesses (a quarter of the in-process cost
+        # of a small echoed packet).
+        for name, value in self.attributes.items():
+            setattr(protocol, name, value)
         if self.layout is not None:
             protocol.configureLength(*self.layout)
 
