@@ -302,6 +302,9 @@ _SPECS: dict[str, _Spec] = {
     "package_body_offset": _Spec(_int(0), 4, perPort=True),
     "package_length_func": _Spec(_callableOrNone, None, perPort=True),
     "package_max_length": _Spec(_int(1), 2 * 1024 * 1024, perPort=True),
+    "buffer_output_size": _Spec(_int(1), 2 * 1024 * 1024, perPort=True),
+    # not Swoole's: seconds a packet may take to arrive whole, 0 for no limit
+    "package_recv_timeout": _Spec(_seconds, 0.0, perPort=True),
     "ssl_cert_file": _Spec(_pathOrNone, None, perPort=True),
     "ssl_key_file": _Spec(_pathOrNone, None, perPort=True),
     # per port: HTTP (on for the ports of an HttpServer)

@@ -174,7 +174,7 @@ class WritePathTests(RealServerMixin, TestCase):
 
     def watchedServer(self, onReceive) -> tuple[Server, list[int]]:
         serv = Server("127.0.0.1", 0)
-        serv.set(open_eof_split=True, package_max_length=16 << 20)
+        serv.set(open_eof_split=True, package_max_length=16 << 20, buffer_output_size=16 << 20)
         startWriting = []
 
         def onConnect(serv, fd, reactorId):

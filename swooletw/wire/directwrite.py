@@ -21,8 +21,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.internet import tcp
+from twisted.internet.abstract import FileDescriptor
 
-__all__ = ["REQUIRED", "canWriteDirectly", "writeDirect", "writerFor"]
+__all__ = ["REQUIRED", "canWriteDirectly", "queuedBytes", "writeDirect", "writerFor"]
 
 #: The C{tcp.Connection} attributes the direct path reads.
 REQUIRED = ("_tempDataLen", "dataBuffer", "offset", "socket")
@@ -36,6 +37,16 @@ def canWriteDirectly(transport: Any) -> bool:
     return isinstance(transport, tcp.Connection) and all(
         hasattr(transport, name) for name in REQUIRED
     )
+
+
+def queuedBytes(transport: Any) -> int:
+    """
+    What C{transport} holds unsent: exact for a plain TCP connection; for
+    any other, Twisted's high-water mark (it only says it passed it).
+    """
+    if canWriteDirectly(transport):
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    return FileDescriptor.bufferSize
 
 
 def writeDirect(transport: Any, data: bytes) -> None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
 from twisted.protocols.basic import Int32StringReceiver, IntNStringReceiver, LineReceiver
 
 from swooletw.settings import lengthStruct
@@ -76,10 +77,14 @@ class _Framer:
     #: Whether the last framing error was a packet over
     #: C{package_max_length} (else the data was malformed).
     framingErrorTooLarge = False
+    #: The exception behind the last framing error, when user code
+    #: (C{package_length_func}) raised one, with its traceback.
+    framingErrorFailure: Failure | None = None
 
-    def _fail(self, reason: str, *, tooLarge: bool) -> None:
+    def _fail(self, reason: str, *, tooLarge: bool, failure: Failure | None = None) -> None:
         self._failed = True
         self.framingErrorTooLarge = tooLarge
+        self.framingErrorFailure = failure
         self.framingError(reason)
 
 
@@ -338,7 +343,7 @@ class LengthFuncReceiver(_Framer, IntNStringReceiver):
                 size = self.lengthFunc(buf)
             except Exception as e:
                 self._unprocessed = b""
-                self._fail(f"package_length_func raised {e!r}", tooLarge=False)
+                self._fail(f"package_length_func raised {e!r}", tooLarge=False, failure=Failure())
                 return
             if isinstance(size, bool) or not isinstance(size, int):
                 self._unprocessed = b""
@@ -393,7 +398,12 @@ class Framing:
         """
         Configure a new protocol instance for this framing.
         """
-        protocol.__dict__.update(self.attributes)
+        # setattr, not __dict__.update: on CPython 3.11 a materialised
+        # instance __dict__ stops the interpreter from specialising the
+        # protocol's attribute accesses (a quarter of the in-process cost
+        # of a small echoed packet).
+        for name, value in self.attributes.items():
+            setattr(protocol, name, value)
         if self.layout is not None:
             protocol.configureLength(*self.layout)
 

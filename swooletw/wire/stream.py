@@ -7,6 +7,15 @@ L{PortFactory} (one listening port: ids, callbacks, heartbeat).
 Replies sent to a connection while its own data is being handled are
 gathered and written once when the read event ends, through
 L{swooletw.wire.directwrite}: one C{send()} for all the packets of a read.
+
+Each connection's unsent output is bounded by C{buffer_output_size}: the
+transport tells the connection (as a streaming producer) when its buffer
+passes Twisted's high-water mark and when it has drained, and in between the
+connection counts the bytes itself.  Replies are gathered only in a read
+that starts with the transport's buffer below the mark, so the replies of
+such a read may take a connection past the limit; from then on its sends
+are refused until the peer has read.  Memory per connection stays within
+the limit plus one read's replies.
 """
 
 from __future__ import annotations
@@ -19,13 +28,40 @@ from twisted.logger import Logger
 
 from swooletw.events import invoke, watch
 from swooletw.wire import framing
-from swooletw.wire.directwrite import writerFor
+from swooletw.wire.directwrite import queuedBytes, writerFor
 from swooletw.wire.table import ConnectionIdsExhausted, ConnectionTable, ServerStats
 
 if TYPE_CHECKING:  # pragma: no cover
     from swooletw.api.port import Port
 
 __all__ = ["ServerConnection", "PortFactory"]
+
+
+class _OutputWatch:
+    """
+    Registered with a connection's transport as a streaming producer, only
+    to hear when the transport's buffer passes its high-water mark
+    (C{pauseProducing}) and when it has drained (C{resumeProducing}).
+    """
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: ServerConnection) -> None:
+        self.connection = connection
+
+    def pauseProducing(self) -> None:
+        # Twisted calls this on every write while its buffer is full.
+        connection = self.connection
+        if not connection._outputPaused:
+            connection._outputPaused = True
+            connection._unsent = max(connection._unsent, queuedBytes(connection.transport))
+
+    def resumeProducing(self) -> None:
+        self.connection._outputPaused = False
+        self.connection._unsent = 0
+
+    def stopProducing(self) -> None:
+        pass
 
 
 class ServerConnection:
@@ -49,8 +85,31 @@ class ServerConnection:
     #: packets received on this connection (added to the server's
     #: C{request_count} when it closes)
     requests = 0
+    #: while this connection's own read event runs, unless its transport
+    #: is backed up: replies are gathered in C{_pending} and written
+    #: together when the read ends
     _reading = False
+    #: whether the transport has paused us (its buffer passed its
+    #: high-water mark) and not yet resumed us (it has drained)
+    _outputPaused = False
+    #: unsent bytes as counted: 0 unless paused; then what the transport
+    #: held when it paused us, plus what was written since
+    _unsent = 0
+    #: C{buffer_output_size}; -1 once closing, so that sendData's one
+    #: compare also refuses sends to a closing connection
+    _outputLimit = -1
+    _warnedFull = False
+    #: C{package_recv_timeout}: 0, or the seconds a packet may take to
+    #: arrive whole from its first byte
+    _packetTimeout = 0.0
+    #: when the packet partly received began (the read with its first
+    #: byte), and how many packets had arrived before it
+    _packetStart: float | None = None
+    _packetsBefore = 0
+    _packetTimer: Any = None
     _closing = False
+    #: an orderly close is waiting for the peer to read what is queued
+    _closingInOrder = False
     _closedByServer = False
     _closeWhenIdle = False
     _running = 0
@@ -72,12 +131,18 @@ class ServerConnection:
         self._stats = factory.stats
         self._pending: list[bytes] = []
         self._write = writerFor(self.transport)
+        # Instance attributes (not class defaults) are the cheaper to read.
+        self._outputPaused = False
+        self._unsent = 0
+        self._outputLimit = factory.outputLimit
+        self._packetTimeout = factory.packetTimeout
+        self.transport.registerProducer(_OutputWatch(self), True)
         factory.connectionOpened(self)
 
     def dataReceived(self, data: bytes) -> None:
         self.lastTime = self._now()
         self._stats.total_recv_bytes += len(data)
-        self._reading = True
+        self._reading = not self._outputPaused
         try:
             super().dataReceived(data)  # type: ignore[misc]  # the framer
         finally:
@@ -86,6 +151,32 @@ class ServerConnection:
                 self._flush()
             if self._closeWhenIdle:
                 self.closeWhenIdle()
+            if self._packetTimeout:
+                self._timePacket()
+
+    def _timePacket(self) -> None:
+        # After a read: start the clock of a packet whose first byte came in
+        # it, forget it once no partial packet is left.  One timer at most,
+        # set again when it fires early rather than moved on every read.
+        if self._closing or not self.bufferedBytes():
+            self._packetStart = None
+        elif self._packetStart is None or self.requests != self._packetsBefore:
+            self._packetStart = self.lastTime
+            self._packetsBefore = self.requests
+            if self._packetTimer is None:
+                self._packetTimer = self.factory.clock.callLater(self._packetTimeout, self._packetDue)
+
+    def _packetDue(self) -> None:
+        self._packetTimer = None
+        if self._packetStart is None or self._closing:
+            return
+        due = self._packetStart + self._packetTimeout
+        now = self._now()
+        if now < due:
+            self._packetTimer = self.factory.clock.callLater(due - now, self._packetDue)
+            return
+        self.factory.packetTimedOut(self)
+        self.closeConnection(reset=True, byServer=False)
 
     def packetReceived(self, packet: bytes) -> None:
         """
@@ -124,49 +215,75 @@ class ServerConnection:
 
     def framingError(self, reason: str) -> None:
         """
-        The peer broke the framing: close this connection only.
+        The peer broke the framing: abort this connection only.
         """
         self.factory.framingError(self, reason)
-        self.closeConnection(byServer=False)
+        self.closeConnection(reset=True, byServer=False)
 
     def sendData(self, data: bytes) -> bool:
         """
         Send bytes to the peer (Swoole's C{send} for this connection).
 
-        @return: C{False} if the connection is closing.
+        @return: C{False} if the connection is closing, or if C{data} would
+            take its unsent bytes past C{buffer_output_size} (then nothing
+            of C{data} is sent; what was accepted before still is).
         """
-        if self._closing:
-            return False
+        unsent = self._unsent + len(data)
+        if unsent > self._outputLimit:
+            return self._refuse()
         if self._reading:
             self._pending.append(data)
-        else:
-            stats = self._stats
-            stats.response_count += 1
-            stats.total_send_bytes += len(data)
-            self._write(data)
+            return True
+        if self._outputPaused:
+            self._unsent = unsent
+        stats = self._stats
+        stats.response_count += 1
+        stats.total_send_bytes += len(data)
+        self._write(data)
         return True
+
+    def _refuse(self) -> bool:
+        if not self._closing:
+            self.factory.outputBufferFull(self)
+        return False
 
     def closeConnection(self, reset: bool = False, byServer: bool = True) -> bool:
         """
-        Close after the data already sent; with C{reset}, at once.
+        Close after the data already sent; with C{reset}, at once, dropping
+        what is queued (a close for idleness or a limit does this: an
+        orderly close would wait for a peer that may never read).  A reset
+        also ends an orderly close still waiting.
 
-        @return: C{False} if it was already closing.
+        @return: C{False} if it was already closing (and not reset now).
         """
         if self._closing:
-            return False
+            if not (reset and self._closingInOrder):
+                return False
+            self._closingInOrder = False
+            self.transport.abortConnection()
+            return True
         self._closing = True
+        self._outputLimit = -1
         self._closedByServer = byServer
-        if self._pending and not reset:
-            self._flush()
         if reset:
             self._pending.clear()
             self.transport.abortConnection()
-        else:
-            self.transport.loseConnection()
+            return True
+        if self._pending:
+            self._flush()
+        # A paused producer would keep an orderly close waiting.
+        self.transport.unregisterProducer()
+        self._closingInOrder = True
+        self.transport.loseConnection()
         return True
 
     def connectionLost(self, reason: Any) -> None:
         self._closing = True
+        self._closingInOrder = False
+        self._outputLimit = -1
+        if self._packetTimer is not None:
+            self._packetTimer.cancel()
+            self._packetTimer = None
         self.factory.connectionClosed(self, self._closedByServer)
 
     def clientInfo(self) -> dict[str, Any]:
@@ -257,6 +374,8 @@ class PortFactory(Factory):
         self.closeHook = process.closeHook
         self.maxConn: int = serv.setting["max_conn"]
         self.settings = port.effectiveSettings()
+        self.outputLimit: int = self.settings["buffer_output_size"]
+        self.packetTimeout: float = self.settings["package_recv_timeout"]
         self.framing = framing.framingFor(self.settings)
         self.protocol = _CONNECTION_CLASSES[self.framing.framer]
         self.onConnect = port.getCallback("connect")
@@ -318,15 +437,57 @@ class PortFactory(Factory):
 
     def framingError(self, connection: ServerConnection, reason: str) -> None:
         """
-        Log and count a framing violation on one connection.
+        Log and count a framing violation on one connection, with the
+        traceback when C{package_length_func} raised.
         """
         self.stats.packet_error_count += 1
+        failure = connection.framingErrorFailure
+        if failure is not None:
+            self.log.failure(
+                "closing fd {fd} on port {port}: {reason}",
+                failure,
+                fd=connection.fd,
+                port=self.port.port,
+                reason=reason,
+            )
+            return
         self.log.warn(
             "closing fd {fd} on port {port}: {reason}",
             fd=connection.fd,
             port=self.port.port,
             reason=reason,
         )
+
+    def packetTimedOut(self, connection: ServerConnection) -> None:
+        """
+        Log and count a connection whose packet did not arrive whole within
+        C{package_recv_timeout}.
+        """
+        self.stats.packet_timeout_count += 1
+        self.log.warn(
+            "closing fd {fd} on port {port}: {reason}",
+            fd=connection.fd,
+            port=self.port.port,
+            reason=f"packet not whole {self.packetTimeout}s after its first byte "
+            f"({connection.bufferedBytes()} bytes received), over package_recv_timeout",
+        )
+
+    def outputBufferFull(self, connection: ServerConnection) -> None:
+        """
+        Count a send refused for C{buffer_output_size}; warn once per
+        connection.
+        """
+        self.stats.output_buffer_overflow_count += 1
+        if not connection._warnedFull:
+            connection._warnedFull = True
+            self.log.warn(
+                "fd {fd} on port {port}: send() refused, output buffer full "
+                "(buffer_output_size {limit} bytes); later refusals on this "
+                "connection are only counted (output_buffer_overflow_count)",
+                fd=connection.fd,
+                port=self.port.port,
+                limit=self.outputLimit,
+            )
 
     def callbackFailed(self, event: str, fd: int) -> None:
         """
@@ -354,7 +515,7 @@ class PortFactory(Factory):
 
     def sweep(self) -> None:
         """
-        Close every connection idle for longer than the heartbeat allows.
+        Abort every connection idle for longer than the heartbeat allows.
         """
         deadline = self.clock.seconds() - self._idle
         for connection in list(self.connections.values()):
@@ -365,4 +526,4 @@ class PortFactory(Factory):
                     fd=connection.fd,
                     idle=self._idle,
                 )
-                connection.closeConnection(byServer=False)
+                connection.closeConnection(reset=True, byServer=False)

@@ -31,6 +31,8 @@ class ServerStats:
         "packet_error_count",
         "max_conn_refused_count",
         "heartbeat_close_count",
+        "output_buffer_overflow_count",
+        "packet_timeout_count",
         "closed_send_count",
         "http_timeout_count",
     )
