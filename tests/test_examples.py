@@ -481,7 +481,7 @@ class TacIntegrationTests(SynchronousTestCase):
         tacs = sorted(p.basename() for p in REPO.child("tap").globChildren("*.tac"))
         self.assertEqual(
             tacs,
-            ["echo.tac", "eof_check.tac", "eof_split.tac", "length.tac", "mail.tac",
+            ["echo.tac", "eof_check.tac", "eof_split.tac", "http.tac", "length.tac", "mail.tac",
              "noreload.tac", "reload.tac", "task.tac", "timers.tac"],
         )
 
@@ -546,6 +546,27 @@ class TacIntegrationTests(SynchronousTestCase):
         twistd.waitForOutput("new client connected.")
         s.close()
         twistd.waitForOutput("Client close.")
+        twistd.stopCleanly()
+
+    def test_http(self) -> None:
+        """
+        http.tac (tutorial §15) answers every request C{hello world.} with
+        status 200, keep-alive, and logs the request.
+        """
+        twistd = _Twistd(self, "http.tac")
+        s = twistd.connect()
+        request = b"GET /index?x=1 HTTP/1.1\r\nHost: swoole.example.com\r\n\r\n"
+        s.sendall(request * 2)
+        answers = b""
+        while answers.count(b"hello world.") < 2:
+            chunk = s.recv(65536)
+            self.assertTrue(chunk, answers)
+            answers += chunk
+        self.assertTrue(answers.startswith(b"HTTP/1.1 200 OK\r\n"), answers)
+        self.assertIn(b"Connection: keep-alive\r\n", answers)
+        self.assertIn(b"Content-Length: 12\r\n", answers)
+        twistd.waitForOutput("'request_uri': '/index'", count=2)
+        s.close()
         twistd.stopCleanly()
 
     def test_eofCheck(self) -> None:
