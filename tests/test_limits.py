@@ -97,9 +97,8 @@ class OutputLimitTests(SynchronousTestCase):
 
     def test_repliesGatheredInOneRead(self) -> None:
         """
-        In a read that starts with the transport below its high-water mark,
-        replies are gathered without a check each (the cheapest path):
-        one read's replies may pass the limit once.
+        Replies gathered during a read count against the limit one by one:
+        past it, a send is refused and what was accepted goes out whole.
         """
         results = []
 
@@ -111,8 +110,9 @@ class OutputLimitTests(SynchronousTestCase):
         serv.on("receive", onReceive)
         client = ServerHarness(serv).connect()
         client.write(b"go\r\n")
-        self.assertEqual(results, [True] * 4)
-        self.assertEqual(client.read(), b"".join(b"%039d\n" % i for i in range(4)))
+        self.assertEqual(results, [True, True, False, False])
+        self.assertEqual(client.read(), b"".join(b"%039d\n" % i for i in range(2)))
+        self.assertEqual(serv.stats()["output_buffer_overflow_count"], 2)
 
     def test_singleSendOverLimit(self) -> None:
         """One send larger than the limit is refused outright."""

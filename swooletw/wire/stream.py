@@ -11,11 +11,8 @@ L{swooletw.wire.directwrite}: one C{send()} for all the packets of a read.
 Each connection's unsent output is bounded by C{buffer_output_size}: the
 transport tells the connection (as a streaming producer) when its buffer
 passes Twisted's high-water mark and when it has drained, and in between the
-connection counts the bytes itself.  Replies are gathered only in a read
-that starts with the transport's buffer below the mark, so the replies of
-such a read may take a connection past the limit; from then on its sends
-are refused until the peer has read.  Memory per connection stays within
-the limit plus one read's replies.
+connection counts the bytes itself.  Replies gathered during a read count
+too, so a connection never holds more than the limit.
 """
 
 from __future__ import annotations
@@ -233,6 +230,7 @@ class ServerConnection:
             return self._refuse()
         if self._reading:
             self._pending.append(data)
+            self._unsent = unsent
             return True
         if self._outputPaused:
             self._unsent = unsent
@@ -313,6 +311,9 @@ class ServerConnection:
         stats.total_send_bytes += len(data)
         pending.clear()
         self._write(data)
+        if not self._outputPaused:
+            # Written, or queued in the transport below its high-water mark.
+            self._unsent = 0
 
 
 class RawConnection(ServerConnection, framing.RawReceiver):
