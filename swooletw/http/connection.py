@@ -29,16 +29,16 @@ from __future__ import annotations
 import time
 from collections import deque
 from inspect import iscoroutine
-from typing import Any
+from typing import Any, BinaryIO
 
 import httptools
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from swooletw.events import watch
 from swooletw.http.forms import FormError, MultipartParser, boundaryOf
-from swooletw.http.request import MULTIPART, HttpRequest
+from swooletw.http.request import HttpRequest
 from swooletw.http.response import DETACHED, SERVER_HEADER, HttpResponse, reasonPhrase
 from swooletw.wire.stream import PortFactory, ServerConnection
 
@@ -57,6 +57,13 @@ class BadRequest(Exception):
         self.reason = reason
 
 
+class _Stop(Exception):
+    """
+    Raised into the parser to stop it: the connection is closing and the
+    bytes after the last request must not become requests.
+    """
+
+
 class Exchange:
     """
     One request and its answer on a connection: what the response writes
@@ -68,7 +75,7 @@ class Exchange:
 
     __slots__ = (
         "connection", "request", "response", "version", "versionBytes", "head",
-        "keepAlive", "open", "started", "timer", "error", "multipart",
+        "keepAlive", "open", "timer", "error", "multipart",
     )
 
     def __init__(self, connection: HttpConnection, version: str, head: bool, keepAlive: bool) -> None:
@@ -78,7 +85,6 @@ class Exchange:
         self.head = head
         self.keepAlive = keepAlive
         self.open = True
-        self.started = 0.0
         self.timer: Any = None
         self.request: HttpRequest | None = None
         self.response: HttpResponse | None = None
@@ -101,18 +107,21 @@ class Exchange:
             del DETACHED[fd]
 
     # What the response asks of its exchange.
-    def send(self, data: bytes, last: bool) -> None:
-        if self.open:
-            self.connection.exchangeSend(self, data, last)
+    def send(self, data: bytes, last: bool) -> bool:
+        return self.open and self.connection.exchangeSend(self, data, last)
 
-    def sendFile(self, path: str, offset: int, length: int) -> None:
-        self.connection.exchangeSendFile(self, path, offset, length)
+    def sendFile(self, file: BinaryIO, length: int) -> None:
+        FilePump(self.connection, self, file, length).pump()
 
     def date(self) -> bytes:
         return self.connection.factory.date()
 
     def now(self) -> float:
         return self.connection.factory.clock.seconds()
+
+    @property
+    def outputLimit(self) -> int:
+        return self.connection.factory.outputLimit
 
     @property
     def compressionLevel(self) -> int:
@@ -136,6 +145,7 @@ class HttpReceiver(Protocol):
     _failed = False
     _inMessage = False
     _headersDone = False
+    _multipart: MultipartParser | None = None
 
     def initParser(self) -> None:
         factory = self.factory  # type: ignore[attr-defined]
@@ -146,10 +156,6 @@ class HttpReceiver(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._failed:
             return
-        if self._inMessage and not self._headersDone:
-            self._headSize += len(data)
-            if self._headSize > self._limits.headerSize:
-                return self.refuse(BadRequest(431, "request head too large"))
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -157,25 +163,48 @@ class HttpReceiver(Protocol):
             # connection closes after the answer): the rest is not HTTP.
             self._failed = True
         except httptools.HttpParserCallbackError as e:
-            context = e.__context__
-            self.refuse(context if isinstance(context, BadRequest) else BadRequest(400, "bad request"))
+            error = e.__context__
+            if not isinstance(error, (BadRequest, _Stop)):
+                fd = self.fd  # type: ignore[attr-defined]
+                self.log.failure("parsing a request on fd {fd}", Failure(error), fd=fd)
+                error = BadRequest(500, "internal server error")
+            if not self._failed:
+                self.refuse(error)
         except httptools.HttpParserError as e:
-            self.refuse(BadRequest(400, f"malformed request: {e}"))
+            if not self._failed:
+                self.refuse(BadRequest(400, f"malformed request: {e}"))
+        if self._inMessage and not self._headersDone and not self._failed:
+            # The read ended inside a request head.  on_header counts the
+            # headers that are whole; what llhttp holds of the one being
+            # received is bounded here: the read the head began in, and
+            # every later read counted whole.
+            if self._headStarted:
+                self._headReads += len(data)
+                if self._headReads > self._limits.headerSize:
+                    self.refuse(BadRequest(431, "request head too large"))
+            self._headStarted = True
 
     def bufferedBytes(self) -> int:
-        return 1 if self._inMessage or self._exchanges else 0
+        """
+        Whether a request is partly received (for C{package_recv_timeout}).
+        """
+        return 1 if self._inMessage else 0
 
     # ----------------------------------------------- httptools callbacks
 
     def on_message_begin(self) -> None:
+        if self._failed or self._closing:  # type: ignore[attr-defined]
+            self._failed = True
+            raise _Stop()
         self._inMessage = True
         self._headersDone = False
         self._headSize = 0
+        self._headReads = 0
+        self._headStarted = False
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._bodySize = 0
-        self._multipart: MultipartParser | None = None
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -189,7 +218,7 @@ class HttpReceiver(Protocol):
         self._headSize += len(name) + len(value)
         if self._headSize > self._limits.headerSize:
             raise BadRequest(431, "request head too large")
-        headers.append((name.lower(), value))
+        headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._headersDone = True
@@ -204,7 +233,9 @@ class HttpReceiver(Protocol):
         length = -1
         chunked = False
         expect = False
+        contentType = b""
         for name, value in self._headers:
+            name = name.lower()
             if name == b"host":
                 hosts += 1
             elif name == b"content-length":
@@ -213,6 +244,8 @@ class HttpReceiver(Protocol):
                 chunked = True
             elif name == b"expect" and value.lower() == b"100-continue":
                 expect = True
+            elif name == b"content-type":
+                contentType = value
         if (version == "1.1" and hosts != 1) or hosts > 1:
             raise BadRequest(400, "a request needs exactly one Host header")
         if chunked and version == "1.0":
@@ -221,19 +254,16 @@ class HttpReceiver(Protocol):
             raise BadRequest(400, "an upgrade request must not have a body")
         if length > self._limits.bodySize:
             raise BadRequest(413, "request body too large")
-        self._startBody()
-        if expect and (length > 0 or chunked) and not self._exchanges:
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[attr-defined]
-
-    def _startBody(self) -> None:
-        for name, value in self._headers:
-            if name == b"content-type" and value[:19].lower() == MULTIPART.encode():
-                boundary = boundaryOf(value)
-                if boundary is None:
-                    raise BadRequest(400, "multipart body without a valid boundary")
-                self._multipart = MultipartParser(
-                    boundary, self.factory.uploadDir, self.factory.uploadMaxFileSize  # type: ignore[attr-defined]
-                )
+        if contentType[:19].lower() == b"multipart/form-data":
+            boundary = boundaryOf(contentType)
+            if boundary is None:
+                raise BadRequest(400, "multipart body without a valid boundary")
+            self._multipart = MultipartParser(
+                boundary, self.factory.uploadDir, self.factory.uploadMaxFileSize  # type: ignore[attr-defined]
+            )
+        if expect and version == "1.1" and (length > 0 or chunked) and not self._exchanges:
+            # sendData: after the answers of this read still gathered.
+            self.sendData(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[attr-defined]
 
     def on_body(self, body: bytes) -> None:
         self._bodySize += len(body)
@@ -255,19 +285,28 @@ class HttpReceiver(Protocol):
         keepAlive = parser.should_keep_alive() and not parser.should_upgrade()
         exchange = Exchange(self, version, method == "HEAD", keepAlive)  # type: ignore[arg-type]
         post = files = None
-        if self._multipart is not None:
+        multipart, self._multipart = self._multipart, None
+        if multipart is not None:
             try:
-                post, files = self._multipart.close()
+                post, files = multipart.close()
             except FormError as e:
                 raise BadRequest(400, f"multipart body: {e}") from e
         body = b"".join(self._body) if self._body else b""
         exchange.request = HttpRequest(
             self.fd, method, self._url, version, self._headers, body, self,  # type: ignore[attr-defined]
-            post, files,
+            post or None, files or None, self.lastTime,  # type: ignore[attr-defined]
         )
-        exchange.multipart = self._multipart
+        exchange.multipart = multipart
         self.requests += 1  # type: ignore[attr-defined]
         self.queueExchange(exchange)
+
+    def dropUpload(self) -> None:
+        """
+        Remove the uploads of a request cut before its end.
+        """
+        multipart, self._multipart = self._multipart, None
+        if multipart is not None:
+            multipart.cleanup()
 
 
 class HttpConnection(ServerConnection, HttpReceiver):
@@ -302,6 +341,7 @@ class HttpConnection(ServerConnection, HttpReceiver):
         """
         self._failed = True
         self._inMessage = False
+        self.dropUpload()
         self.factory.requestRefused(self, error)
         exchange = Exchange(self, "1.1", False, False)
         exchange.error = error
@@ -312,7 +352,6 @@ class HttpConnection(ServerConnection, HttpReceiver):
         Run the application for the request first in line.
         """
         factory = self.factory
-        exchange.started = factory.clock.seconds()
         if exchange.error is not None:
             return self.answerError(exchange, exchange.error.status, exchange.error.reason)
         request = exchange.request
@@ -327,29 +366,26 @@ class HttpConnection(ServerConnection, HttpReceiver):
         try:
             result = callback(request, response)
         except Exception:
-            self.log.failure(
-                "request callback failed: {method} {target} (fd {fd})",
-                method=request.method, target=request.target, fd=self.fd,
-            )
-            return self.failed(exchange)
+            return self.failed(Failure(), exchange)
         if result is not None and result.__class__ is not bool:
             if iscoroutine(result):
                 result = ensureDeferred(result)
             if isinstance(result, Deferred):
-                result.addErrback(self._asyncFailed, exchange)
-                watch(result, "request", fd=self.fd)
+                result.addErrback(self.failed, exchange)
                 self._running += 1
                 factory.trackInflight(result, self._callbackDone)
 
-    def _asyncFailed(self, failure: Any, exchange: Exchange) -> Any:
-        self.failed(exchange)
-        return failure
-
-    def failed(self, exchange: Exchange) -> None:
+    def failed(self, failure: Failure, exchange: Exchange) -> None:
         """
-        The handler raised: 500 if nothing was sent yet, else cut the
-        connection (a half-sent answer cannot be repaired).
+        The handler raised: log it with the request line; answer 500 if
+        nothing was sent yet, else cut the connection (a half-sent answer
+        cannot be repaired).
         """
+        request = exchange.request
+        self.log.failure(
+            "request callback failed: {request} (fd {fd})", failure,
+            request=f"{request.method} {request.target.decode('latin-1')} HTTP/{request.version}", fd=self.fd,
+        )
         if not exchange.open:
             return
         if exchange.response is not None and exchange.response._started:
@@ -394,22 +430,29 @@ class HttpConnection(ServerConnection, HttpReceiver):
 
     # ---------------------------------------------------------- writing
 
-    def exchangeSend(self, exchange: Exchange, data: bytes, last: bool) -> None:
+    def exchangeSend(self, exchange: Exchange, data: bytes, last: bool) -> bool:
         """
         Write part of the answer of the first exchange in line; after the
         last part, move to the next request (or close).
+
+        @return: C{False} if the part was refused (the connection is
+            closing, or its output passed C{buffer_output_size}): the
+            answer cannot be completed, and the connection is cut.
         """
-        if data:
-            self.sendData(data)
+        if data and not self.sendData(data):
+            exchange.open = False
+            self.closeConnection(reset=True)
+            return False
         if last:
             self.finished(exchange)
+        return True
 
     def finished(self, exchange: Exchange) -> None:
         exchange.close()
         exchanges = self._exchanges
         if exchanges and exchanges[0] is exchange:
             exchanges.popleft()
-        if not exchange.keepAlive:
+        if not exchange.keepAlive or (self._closeWhenIdle and not exchanges):
             self._failed = True
             self.closeConnection()
             return
@@ -417,13 +460,6 @@ class HttpConnection(ServerConnection, HttpReceiver):
             self.transport.resumeProducing()
         if exchanges and not self._closing:
             self.dispatch(exchanges[0])
-
-    def exchangeSendFile(self, exchange: Exchange, path: str, offset: int, length: int) -> None:
-        """
-        Send C{length} bytes of a file, a piece per reactor turn, then
-        finish the exchange.
-        """
-        FilePump(self, exchange, path, offset, length).pump()
 
     # ------------------------------------------------------------ other
 
@@ -433,26 +469,37 @@ class HttpConnection(ServerConnection, HttpReceiver):
         """
         return self.factory.serverInfo(self, request)
 
+    def closeWhenIdle(self) -> None:
+        """
+        A graceful stop: close once the requests received are answered.
+        """
+        if self._exchanges and not self._closing:
+            self._closeWhenIdle = True
+        else:
+            super().closeWhenIdle()
+
     def connectionLost(self, reason: Any) -> None:
         for exchange in self._exchanges:
             exchange.close()
         self._exchanges.clear()
+        self.dropUpload()
         super().connectionLost(reason)
 
 
 class FilePump:
     """
-    Streams part of a file into a connection, at most L{CHUNK} bytes per
-    reactor turn, waiting while the connection's output buffer is full.
+    Streams C{length} bytes of an open file, from where it is, into a
+    connection: at most L{CHUNK} bytes per reactor turn, waiting while the
+    transport's buffer is past its high-water mark; then finishes the
+    exchange.
     """
 
     CHUNK = 256 * 1024
 
-    def __init__(self, connection: HttpConnection, exchange: Exchange, path: str, offset: int, length: int) -> None:
+    def __init__(self, connection: HttpConnection, exchange: Exchange, file: BinaryIO, length: int) -> None:
         self.connection = connection
         self.exchange = exchange
-        self.file = open(path, "rb")
-        self.file.seek(offset)
+        self.file = file
         self.left = length
 
     def pump(self) -> None:
@@ -460,18 +507,22 @@ class FilePump:
         if not exchange.open or connection.closing:
             self.file.close()
             return
-        chunk = self.file.read(min(self.CHUNK, self.left))
-        if chunk and not exchange.head:
-            if not connection.sendData(chunk):
-                # The output buffer is full: try the same piece again soon.
-                self.file.seek(-len(chunk), 1)
-                connection.factory.clock.callLater(0.01, self.pump)
-                return
-        self.left -= len(chunk)
-        if self.left <= 0 or not chunk or exchange.head:
+        if connection._outputPaused:
+            # The peer reads slower than we read the file: wait for it.
+            connection.factory.clock.callLater(0.01, self.pump)
+            return
+        if exchange.head or self.left <= 0:
             self.file.close()
             connection.finished(exchange)
             return
+        chunk = self.file.read(min(self.CHUNK, connection.factory.outputLimit, self.left))
+        if not chunk or not connection.exchangeSend(exchange, chunk, last=False):
+            # Refused (the connection is cut), or the file shrank: the
+            # Content-Length sent cannot be kept.
+            self.file.close()
+            connection.closeConnection(reset=True)
+            return
+        self.left -= len(chunk)
         connection.factory.clock.callLater(0, self.pump)
 
 
@@ -546,11 +597,15 @@ class HttpPortFactory(PortFactory):
         if result is None:
             return False
         response.status(result.status)
+        length = 0
         for name, value in result.headers:
-            if name.lower() != "content-length":
+            if name == "Content-Length":
+                length = int(value)
+            else:
                 response.header(name, value, False)
-        if result.path is not None and result.status in (200, 206) and not result.head:
-            response.sendfile(result.path, result.offset, result.length)
+        if result.path is not None and result.status in (200, 206):
+            # sendfile sends no body for HEAD, with the Content-Length of GET
+            response.sendfile(result.path, result.offset, length)
         else:
             response.end()
         return True
@@ -565,7 +620,7 @@ class HttpPortFactory(PortFactory):
         scheme = "http"
         if remoteAddr in self.trustedProxies:
             remoteAddr, scheme = _forwarded(request.header, remoteAddr, self.trustedProxies)
-        started = connection._exchanges[0].started if connection._exchanges else self.clock.seconds()
+        started = request.time
         info: dict[str, Any] = {
             "request_method": request.method,
             "request_uri": request.path,

@@ -31,8 +31,8 @@ class HttpRequest:
     @ivar method: the method, as sent (C{"GET"}).
     @ivar target: the raw request target (path and query).
     @ivar version: C{"1.1"} or C{"1.0"}.
-    @ivar rawHeaders: C{(name, value)} byte pairs as received (names
-        lower-cased).
+    @ivar rawHeaders: C{(name, value)} byte pairs as received.
+    @ivar time: when the request arrived (the reactor's seconds).
     @ivar files: Swoole's C{$request->files}, or L{None}.
     """
 
@@ -43,6 +43,7 @@ class HttpRequest:
         "version",
         "rawHeaders",
         "files",
+        "time",
         "_body",
         "_post",
         "_connection",
@@ -63,6 +64,7 @@ class HttpRequest:
         connection: Any,
         post: dict[str, Any] | None = None,
         files: dict[str, Any] | None = None,
+        time: float = 0.0,
     ) -> None:
         self.fd = fd
         self.method = method
@@ -73,6 +75,7 @@ class HttpRequest:
         self._connection = connection
         self._post = post
         self.files = files
+        self.time = time
         self._header: dict[str, str] | None = None
         self._server: dict[str, Any] | None = None
         self._get: Any = False
@@ -90,7 +93,7 @@ class HttpRequest:
         if header is None:
             header = {}
             for name, value in self.rawHeaders:
-                key = name.decode("latin-1")
+                key = name.decode("latin-1").lower()
                 text = value.decode("latin-1")
                 header[key] = f"{header[key]}, {text}" if key in header else text
             self._header = header
@@ -135,7 +138,7 @@ class HttpRequest:
         The Cookie header's cookies (PHP's C{$_COOKIE}), or L{None}.
         """
         if self._cookie is False:
-            raw = [value for name, value in self.rawHeaders if name == b"cookie"]
+            raw = [value for name, value in self.rawHeaders if name.lower() == b"cookie"]
             self._cookie = parseCookies(b"; ".join(raw)) if raw else None
         return self._cookie
 
@@ -158,7 +161,7 @@ class HttpRequest:
         The media type of the body, lower-cased, without parameters.
         """
         for name, value in self.rawHeaders:
-            if name == b"content-type":
+            if name.lower() == b"content-type":
                 return value.split(b";", 1)[0].strip().lower().decode("latin-1")
         return ""
 

@@ -182,29 +182,40 @@ class HttpResponse:
     def write(self, data: Any) -> bool:
         """
         Send part of the body now (chunked streaming).
+
+        @return: C{False} if the response has ended, or C{data} is longer
+            than C{buffer_output_size}.
         """
         if not self.isWritable():
             return self._refuse("write()")
         chunk = toBytes(data)
+        if self._tooLarge("write()", chunk):
+            return False
+        data = b""
         if not self._started:
             self._chunked = self._exchange.version == "1.1"
             if not self._chunked:
                 self._exchange.keepAlive = False  # HTTP/1.0: the body ends at close
             self._startCompression(None)
-            self._exchange.send(self._head(None), last=False)
+            data = self._head(None)
         if self._compressor is not None:
             chunk = self._compressor.compress(chunk) + self._compressor.syncFlush()
         if chunk and not self._exchange.head:
-            self._exchange.send(self._frame(chunk), last=False)
-        return True
+            data += self._frame(chunk)
+        return self._send(data, last=False)
 
     def end(self, data: Any = b"") -> bool:
         """
         Finish the response, with C{data} as (the rest of) its body.
+
+        @return: C{False} if the response has ended, or C{data} is longer
+            than C{buffer_output_size}.
         """
         if not self.isWritable():
             return self._refuse("end()")
         body = data if data.__class__ is bytes else toBytes(data)
+        if self._tooLarge("end()", body):
+            return False
         self._ended = True
         exchange = self._exchange
         if self._started:
@@ -213,14 +224,12 @@ class HttpResponse:
                 body = self._compressor.compress(body) + self._compressor.flush()
             if body and not exchange.head:
                 tail = self._frame(body)
-            if self._chunked:
+            if self._chunked and not exchange.head:
                 tail += b"0\r\n\r\n"
-            exchange.send(tail, last=True)
-            return True
+            return self._send(tail, last=True)
         body = self._startCompression(body)
         head = self._head(len(body))
-        exchange.send(head if exchange.head else head + body, last=True)
-        return True
+        return self._send(head if exchange.head else head + body, last=True)
 
     def sendfile(self, path: str, offset: int = 0, length: int = 0) -> bool:
         """
@@ -229,12 +238,14 @@ class HttpResponse:
         if self._started or not self.isWritable():
             return self._refuse("sendfile()")
         try:
-            size = os.stat(path).st_size
+            file = open(path, "rb")
         except OSError as e:
             self.log.warn("sendfile({path!r}) on fd {fd}: {error}", path=path, fd=self.fd, error=e)
             return False
+        size = os.fstat(file.fileno()).st_size
         length = length or max(0, size - offset)
         if offset < 0 or offset + length > size:
+            file.close()
             self.log.warn("sendfile({path!r}) on fd {fd}: range outside the file", path=path, fd=self.fd)
             return False
         if b"content-type" not in self._headers:
@@ -242,8 +253,11 @@ class HttpResponse:
 
             self.header("Content-Type", mimetypes.guess_type(path)[0] or "application/octet-stream")
         self._ended = True
-        self._exchange.send(self._head(length), last=False)
-        self._exchange.sendFile(path, offset, length)
+        if not self._exchange.send(self._head(length), last=False):
+            file.close()
+            return False
+        file.seek(offset)
+        self._exchange.sendFile(file, length)
         return True
 
     def redirect(self, url: str, code: int = 302) -> bool:
@@ -270,6 +284,29 @@ class HttpResponse:
         return True
 
     # ---------------------------------------------------------- internal
+
+    def _send(self, data: bytes, last: bool) -> bool:
+        # In pieces of at most what one send may carry (a body within
+        # buffer_output_size plus its head or chunk framing may pass it).
+        exchange = self._exchange
+        limit = exchange.outputLimit
+        if len(data) <= limit:
+            return exchange.send(data, last)
+        for start in range(0, len(data), limit):
+            if not exchange.send(data[start:start + limit], last and start + limit >= len(data)):
+                return False
+        return True
+
+    def _tooLarge(self, what: str, data: bytes) -> bool:
+        limit = self._exchange.outputLimit
+        if len(data) <= limit:
+            return False
+        self.log.warn(
+            "{what} of {size} bytes on fd {fd} refused: over buffer_output_size ({limit}); "
+            "send it in pieces with write() or from a file with sendfile()",
+            what=what, size=len(data), fd=self.fd, limit=limit,
+        )
+        return True
 
     def _refuse(self, what: str) -> bool:
         if not self._warned:
