@@ -388,7 +388,7 @@ class HttpConnection(ServerConnection, HttpReceiver):
         )
         if not exchange.open:
             return
-        if exchange.response is not None and exchange.response._started:
+        if exchange.response is not None and exchange.response.headersSent:
             self.closeConnection(reset=True)
             return
         self.answerError(exchange, 500, "internal server error", close=False)
@@ -405,7 +405,7 @@ class HttpConnection(ServerConnection, HttpReceiver):
         self.failedToAnswer(exchange)
 
     def failedToAnswer(self, exchange: Exchange) -> None:
-        if exchange.response is not None and exchange.response._started:
+        if exchange.response is not None and exchange.response.headersSent:
             exchange.open = False
             self.closeConnection(reset=True)
             return
@@ -425,7 +425,7 @@ class HttpConnection(ServerConnection, HttpReceiver):
                b"keep-alive" if keepAlive else b"close")
         )
         if exchange.response is not None:
-            exchange.response._ended = True
+            exchange.response.abandon()
         self.exchangeSend(exchange, head + (b"" if exchange.head else body), last=True)
 
     # ---------------------------------------------------------- writing
@@ -507,9 +507,10 @@ class FilePump:
         if not exchange.open or connection.closing:
             self.file.close()
             return
-        if connection._outputPaused:
+        drained = connection.whenDrained()
+        if not drained.called:
             # The peer reads slower than we read the file: wait for it.
-            connection.factory.clock.callLater(0.01, self.pump)
+            drained.addCallback(lambda _: self.pump())
             return
         if exchange.head or self.left <= 0:
             self.file.close()

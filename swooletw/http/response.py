@@ -266,6 +266,20 @@ class HttpResponse:
         """
         return self.status(code) and self.header("Location", url) and self.end()
 
+    @property
+    def headersSent(self) -> bool:
+        """
+        Whether the status line and headers have gone out.
+        """
+        return self._started
+
+    def abandon(self) -> None:
+        """
+        The server answers in this response's place (an error): any later
+        call on it is refused.
+        """
+        self._ended = True
+
     def isWritable(self) -> bool:
         """
         Whether this response can still be written to.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -54,8 +55,7 @@ class _OutputWatch:
             connection._unsent = max(connection._unsent, queuedBytes(connection.transport))
 
     def resumeProducing(self) -> None:
-        self.connection._outputPaused = False
-        self.connection._unsent = 0
+        self.connection.outputDrained()
 
     def stopProducing(self) -> None:
         pass
@@ -118,6 +118,28 @@ class ServerConnection:
         """
         return self._closing
 
+    def whenDrained(self) -> Deferred[None]:
+        """
+        A Deferred that fires once the transport's buffer is below its
+        high-water mark (at once if it is), or the connection is lost: when
+        a producer of much output (a file) may write again.
+        """
+        if not self._outputPaused:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._drainWaiters.append(waiter)
+        return waiter
+
+    def outputDrained(self) -> None:
+        """
+        The transport has written its buffer out (below its mark).
+        """
+        self._outputPaused = False
+        self._unsent = 0
+        waiters, self._drainWaiters = self._drainWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
     def connectionMade(self) -> None:
         factory = self.factory
         # What the per-packet path needs, one attribute away.
@@ -127,6 +149,7 @@ class ServerConnection:
         self._now = factory.clock.seconds
         self._stats = factory.stats
         self._pending: list[bytes] = []
+        self._drainWaiters: list[Deferred[None]] = []
         self._write = writerFor(self.transport)
         # Instance attributes (not class defaults) are the cheaper to read.
         self._outputPaused = False
@@ -283,6 +306,8 @@ class ServerConnection:
             self._packetTimer.cancel()
             self._packetTimer = None
         self.factory.connectionClosed(self, self._closedByServer)
+        # Whoever waits to write more learns the connection is gone.
+        self.outputDrained()
 
     def clientInfo(self) -> dict[str, Any]:
         """
