@@ -559,6 +559,23 @@ class AppOptionTests(SynchronousTestCase):
         client.write(b"x")
         self.assertEqual(client.read(), b"test:x")
 
+    def test_httpServerApp(self) -> None:
+        """
+        C{--app} runs an L{HttpServer} exactly as a L{Server}: the tutorial's
+        §15 app, listening where C{--listen} says, answers HTTP.
+        """
+        from swooletw import HttpServer
+
+        options = parse("--app", "swooletw.examples.http:makeServer", "--listen", "tcp:8123:interface=127.0.0.1")
+        serv = options["server"]
+        self.assertIsInstance(serv, HttpServer)
+        self.assertEqual(serv.ports[0].endpoint, "tcp:8123:interface=127.0.0.1")
+        harness = ServerHarness(serv)
+        self.addCleanup(lambda: self.successResultOf(harness.stop()))
+        client = harness.connect()
+        client.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(client.read().endswith(b"\r\n\r\nhello world."))
+
     def test_optionsApplyToApp(self) -> None:
         """
         Options are applied on top of the app's own settings.
