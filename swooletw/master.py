@@ -234,13 +234,9 @@ class MasterService(Service):
         """
         if not (self.serv.setting["task_store"] and self.serv.setting["task_worker_num"]):
             return 0
-        from swooletw.taskstore import TaskStore, parseStore
+        from swooletw.taskstore import parseStore, releaseTasks
 
-        store = TaskStore(parseStore(self.serv.setting["task_store"]))
-        try:
-            return store.release(owner)
-        finally:
-            store.close()
+        return releaseTasks(parseStore(self.serv.setting["task_store"]), self.serv.reactor, owner)
 
     def _finish(self) -> None:
         self.serv.timers.clearAll()

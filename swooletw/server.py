@@ -542,6 +542,13 @@ class Server:
         """
         return self._taskPool().submit(data, callback, dst=dst_worker_id)
 
+    def taskStored(self, task_id: int) -> Any:
+        """
+        A Deferred that fires once task C{task_id} is in the C{task_store}
+        journal (at once without one); reply to a client after it.
+        """
+        return self._taskPool().stored(task_id)
+
     def taskwait(self, data: Any, timeout: float = 0.5, dst_worker_id: int = -1) -> Any:
         """
         Run a task and get a Deferred with its result; it fails with

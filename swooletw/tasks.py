@@ -17,6 +17,9 @@ never blocks the reactor; an C{async def} handler runs on the reactor.
    reaches the C{callback} given to C{task()} or else the C{finish} event,
    in the worker that asked.  A handler that raises is logged with its task
    id and reaches the asker as a L{Failure}, and the pool goes on.
+ - With C{task_store}, a task runs once it is in the journal
+   (L{swooletw.taskstore}); C{serv.taskStored(task_id)} fires then, and a
+   reply to a client should wait for it.
  - Inside a task thread, C{serv.worker_id} is the task worker id
    (C{worker_num} .. C{worker_num + task_worker_num - 1}) and
    C{serv.taskworker} is true; C{workerStart} fires in each task thread
@@ -28,6 +31,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import traceback
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet import defer
@@ -115,6 +119,9 @@ class TaskPool:
     Subclasses say how a task runs (L{run}).
 
     @ivar store: the journal (a L{swooletw.taskstore.TaskStore}), or L{None}.
+        With one, a task runs once it is on disk (L{stored}), and what it
+        ends with is written there too: gone when it succeeded, a dead
+        letter when it failed.
     """
 
     log = Logger()
@@ -127,6 +134,15 @@ class TaskPool:
         self.queueMax = setting["task_queue_max"]
         self.store = store
         self._ids = itertools.count(1)
+        #: tasks on their way to the journal: who waits for them (L{stored})
+        self._unstored: dict[int, list[defer.Deferred[None]]] = {}
+        #: the last tasks the journal could not take, and why
+        self._notStored: dict[int, Failure] = {}
+        #: journal keys of tasks run again (others have the store's own)
+        self._keys: dict[int, str] = {}
+        self._stopped = False
+        if store is not None:
+            store.start(reactor)
         self.pending = 0
         self.running = 0
         self.done = 0
@@ -142,6 +158,7 @@ class TaskPool:
         """
         Stop (after L{drained}).
         """
+        self._stopped = True
         if self.store is not None:
             self.store.close()
 
@@ -152,18 +169,36 @@ class TaskPool:
         """
         raise NotImplementedError()
 
-    def recover(self) -> int:
+    def recover(self) -> defer.Deferred[int]:
         """
-        Run again the journalled tasks that a dead process left behind;
-        their results go to the C{finish} event.  How many.
+        Run again the journalled tasks that dead processes left behind, now
+        and whenever more are released; their results go to the C{finish}
+        event.  Fires with how many there were now.
         """
         if self.store is None:
+            return defer.succeed(0)
+        claimed = self.store.claim(os.getpid(), later=self._runAgain)
+        claimed.addCallback(self._runAgain)
+
+        def failed(reason: Failure) -> int:
+            self.log.failure("could not claim the journalled tasks of dead processes", reason)
             return 0
-        claimed = self.store.claim(os.getpid())
-        for taskId, src, data in claimed:
-            self.log.info("running task {task_id} again (its process died)", task_id=taskId)
+
+        return claimed.addErrback(failed)
+
+    def _runAgain(self, claimed: list[Any]) -> int:
+        if self._stopped:
+            # Still ours in the journal: released when this process exits.
+            return 0
+        for task in claimed:
+            taskId = next(self._ids)
+            self._keys[taskId] = task.key
+            self.log.info(
+                "running task {key} again as task {task_id} (its process died; attempt {attempts})",
+                key=task.key, task_id=taskId, attempts=task.attempts,
+            )
             self.pending += 1
-            self.run(taskId, data, src).addBoth(self._completed, taskId, None, False)
+            self._start(taskId, task.data, task.src, -1, None, False)
         return len(claimed)
 
     def drained(self, deadline: float) -> defer.Deferred[None]:
@@ -176,12 +211,27 @@ class TaskPool:
             if not self.pending or self.reactor.seconds() >= deadline:
                 if self.pending:
                     self.log.warn("{count} tasks still running after max_wait_time", count=self.pending)
-                waited.callback(None)
+                self._journalFlushed(deadline).chainDeferred(waited)
             else:
                 self.reactor.callLater(0.01, check)
 
         check()
         return waited
+
+    def _journalFlushed(self, deadline: float) -> defer.Deferred[None]:
+        """
+        Fires once what the journal was asked is on disk, or at C{deadline}
+        (what is not written then runs again after a restart).
+        """
+        if self.store is None:
+            return defer.succeed(None)
+        flushed = self.store.flushed()
+        flushed.addTimeout(max(0.0, deadline - self.reactor.seconds()), self.reactor)
+
+        def late(reason: Failure) -> None:
+            self.log.warn("task journal not flushed within max_wait_time: {error}", error=reason.getErrorMessage())
+
+        return flushed.addErrback(late)
 
     def stats(self) -> dict[str, int]:
         """
@@ -225,13 +275,53 @@ class TaskPool:
                 "task refused: {count} tasks queued (task_queue_max)", count=self.pending
             )
             return False
-        if self.store is not None:
-            taskId = self.store.add(data, self.serv.worker_id, os.getpid())
-        else:
-            taskId = next(self._ids)
+        taskId = next(self._ids)
         self.pending += 1
-        self.run(taskId, data, dst=dst).addBoth(self._completed, taskId, callback, always)
+        if self.store is None:
+            self._start(taskId, data, None, dst, callback, always)
+        else:
+            self._unstored[taskId] = []
+            added = self.store.add(self.store.key(taskId), data, self.serv.worker_id, os.getpid())
+            added.addBoth(self._added, taskId, data, dst, callback, always)
         return taskId
+
+    def stored(self, taskId: int) -> defer.Deferred[None]:
+        """
+        Fires once task C{taskId} is in the journal (so it survives the
+        death of any process), or fails with the journal's error (the task
+        then fails without running).  Without a journal, or for a task
+        already written (or run again from the journal), it has already
+        fired.  What a client is told about a task should wait for this.
+        """
+        waiting = self._unstored.get(taskId)
+        if waiting is not None:
+            stored: defer.Deferred[None] = defer.Deferred()
+            waiting.append(stored)
+            return stored
+        if taskId in self._notStored:
+            return defer.fail(self._notStored[taskId])
+        return defer.succeed(None)
+
+    def _added(
+        self, result: Any, taskId: int, data: Any, dst: int, callback: Callable[..., Any] | None, always: bool
+    ) -> None:
+        waiting = self._unstored.pop(taskId, [])
+        if isinstance(result, Failure):
+            self._notStored[taskId] = result
+            if len(self._notStored) > 1000:
+                del self._notStored[next(iter(self._notStored))]
+            for stored in waiting:
+                stored.errback(result)
+            self._completed(result, taskId, callback, always, ran=False)
+            return
+        for stored in waiting:
+            stored.callback(None)
+        self._start(taskId, data, None, dst, callback, always)
+
+    def _start(
+        self, taskId: int, data: Any, src: int | None, dst: int, callback: Callable[..., Any] | None, always: bool
+    ) -> None:
+        self.run(taskId, data, src, dst).addBoth(self._completed, taskId, callback, always)
 
     def checkDestination(self, dst: int) -> None:
         """
@@ -247,15 +337,19 @@ class TaskPool:
             )
 
     def _completed(
-        self, result: Any, taskId: int, callback: Callable[..., Any] | None, always: bool
+        self, result: Any, taskId: int, callback: Callable[..., Any] | None, always: bool, ran: bool = True
     ) -> None:
         self.pending -= 1
-        self.running = max(0, self.running - 1)
-        if self.store is not None:
-            self.store.remove(taskId)
+        if ran:
+            self.running = max(0, self.running - 1)
+            if self.store is not None:
+                self._journalEnd(taskId, result)
         if isinstance(result, Failure):
             self.failed += 1
-            self.log.failure("task {task_id} failed", result, task_id=taskId)
+            if ran:
+                self.log.failure("task {task_id} failed", result, task_id=taskId)
+            else:
+                self.log.failure("task {task_id} could not be journalled: it fails unrun", result, task_id=taskId)
         else:
             self.done += 1
             if result is None and not always:
@@ -263,6 +357,22 @@ class TaskPool:
         target = callback if callback is not None else self.serv.getCallback("finish")
         if target is not None:
             invoke(target, (self.serv, taskId, result), "finish", task_id=taskId)
+
+    def _journalEnd(self, taskId: int, result: Any) -> None:
+        """
+        A journalled task has run: forget it, or keep it as a dead letter.
+        """
+        key = self._keys.pop(taskId, None) or self.store.key(taskId)
+        if isinstance(result, Failure):
+            error = "".join(traceback.format_exception_only(result.type, result.value)).strip()
+            written = self.store.fail(key, error)
+        else:
+            written = self.store.remove(key)
+
+        def failed(reason: Failure) -> None:
+            self.log.failure("task {task_id} ended, but the journal could not say so", reason, task_id=taskId)
+
+        written.addErrback(failed)
 
     # ------------------------------------------------------------- waits
 
