@@ -28,6 +28,7 @@ never blocks the reactor; an C{async def} handler runs on the reactor.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
@@ -135,12 +136,13 @@ class TaskPool:
         self.store = store
         self._ids = itertools.count(1)
         #: tasks on their way to the journal: who waits for them (L{stored})
-        self._unstored: dict[int, list[defer.Deferred[None]]] = {}
+        self._unstored: dict[int, tuple[defer.Deferred[None], ...]] = {}
         #: the last tasks the journal could not take, and why
         self._notStored: dict[int, Failure] = {}
         #: journal keys of tasks run again (others have the store's own)
         self._keys: dict[int, str] = {}
         self._stopped = False
+        self._pid = os.getpid()
         if store is not None:
             store.start(reactor)
         self.pending = 0
@@ -177,7 +179,7 @@ class TaskPool:
         """
         if self.store is None:
             return defer.succeed(0)
-        claimed = self.store.claim(os.getpid(), later=self._runAgain)
+        claimed = self.store.claim(self._pid, later=self._runAgain)
         claimed.addCallback(self._runAgain)
 
         def failed(reason: Failure) -> int:
@@ -280,9 +282,9 @@ class TaskPool:
         if self.store is None:
             self._start(taskId, data, None, dst, callback, always)
         else:
-            self._unstored[taskId] = []
-            added = self.store.add(self.store.key(taskId), data, self.serv.worker_id, os.getpid())
-            added.addBoth(self._added, taskId, data, dst, callback, always)
+            self._unstored[taskId] = ()
+            added = functools.partial(self._added, taskId, data, dst, callback, always)
+            self.store.add(self.store.key(taskId), data, self.serv.worker_id, self._pid, added)
         return taskId
 
     def stored(self, taskId: int) -> defer.Deferred[None]:
@@ -296,16 +298,16 @@ class TaskPool:
         waiting = self._unstored.get(taskId)
         if waiting is not None:
             stored: defer.Deferred[None] = defer.Deferred()
-            waiting.append(stored)
+            self._unstored[taskId] = (*waiting, stored)
             return stored
         if taskId in self._notStored:
             return defer.fail(self._notStored[taskId])
         return defer.succeed(None)
 
     def _added(
-        self, result: Any, taskId: int, data: Any, dst: int, callback: Callable[..., Any] | None, always: bool
+        self, taskId: int, data: Any, dst: int, callback: Callable[..., Any] | None, always: bool, result: Any
     ) -> None:
-        waiting = self._unstored.pop(taskId, [])
+        waiting = self._unstored.pop(taskId, ())
         if isinstance(result, Failure):
             self._notStored[taskId] = result
             if len(self._notStored) > 1000:
@@ -364,15 +366,9 @@ class TaskPool:
         """
         key = self._keys.pop(taskId, None) or self.store.key(taskId)
         if isinstance(result, Failure):
-            error = "".join(traceback.format_exception_only(result.type, result.value)).strip()
-            written = self.store.fail(key, error)
+            self.store.fail(key, "".join(traceback.format_exception_only(result.type, result.value)).strip())
         else:
-            written = self.store.remove(key)
-
-        def failed(reason: Failure) -> None:
-            self.log.failure("task {task_id} ended, but the journal could not say so", reason, task_id=taskId)
-
-        written.addErrback(failed)
+            self.store.remove(key)
 
     # ------------------------------------------------------------- waits
 

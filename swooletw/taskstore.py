@@ -33,11 +33,13 @@ a power loss may lose the last ones.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
 import secrets
 import sqlite3
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -67,8 +69,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     owner INTEGER,
     created REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 1
-);
-CREATE INDEX IF NOT EXISTS tasks_owner ON tasks (owner);
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tasks_released ON tasks (created) WHERE owner IS NULL;
 CREATE TABLE IF NOT EXISTS dead_letters (
     key TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -87,6 +89,33 @@ ALTER TABLE tasks RENAME TO tasks_v1;
 INSERT INTO tasks SELECT 'v1:' || id, kind, data, src_worker, owner, created, attempts FROM tasks_v1 ORDER BY id;
 DROP TABLE tasks_v1;
 """
+
+
+_INSERT = "INSERT INTO tasks (key, kind, data, src_worker, owner, created) VALUES {}", "(?, ?, ?, ?, ?, ?)"
+_DELETE = "DELETE FROM tasks WHERE key IN ({})", "?"
+
+
+@functools.lru_cache(maxsize=32)
+def _statement(form: tuple[str, str], count: int) -> str:
+    """
+    C{form}'s statement for C{count} rows at once.
+    """
+    sql, row = form
+    return sql.format(", ".join([row] * count))
+
+
+def _pieces(rows: list[Any], most: int = 128) -> Iterator[list[Any]]:
+    """
+    C{rows} in pieces of at most C{most}, each a power of two: many rows in
+    one statement, so the writer thread takes the GIL back once per piece
+    (not twice per row, as C{executemany} does, each time waiting for the
+    reactor thread to let go), and few statements to prepare.
+    """
+    start = 0
+    while start < len(rows):
+        size = min(most, 1 << (len(rows) - start).bit_length() - 1)
+        yield rows[start : start + size]
+        start += size
 
 
 def parseStore(value: str) -> str:
@@ -165,7 +194,7 @@ class Journal:
             columns = {row[1] for row in self.db.execute("PRAGMA table_info(tasks)")}
             if "id" in columns:
                 script = _OLD_LAYOUT.format(schema=_SCHEMA)
-            elif not {"tasks", "tasks_owner", "dead_letters"} <= names:
+            elif not {"tasks", "tasks_released", "dead_letters"} <= names:
                 script = _SCHEMA
             else:
                 script = ""
@@ -212,10 +241,8 @@ class Journal:
         created)} each.
         """
         with self.transaction():
-            self.db.executemany(
-                "INSERT INTO tasks (key, kind, data, src_worker, owner, created) VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            for piece in _pieces(rows):
+                self.db.execute(_statement(_INSERT, len(piece)), [value for row in piece for value in row])
 
     def remove(self, key: str) -> None:
         """
@@ -228,7 +255,8 @@ class Journal:
         Forget tasks (each key a 1-tuple).
         """
         with self.transaction():
-            self.db.executemany("DELETE FROM tasks WHERE key = ?", keys)
+            for piece in _pieces(keys):
+                self.db.execute(_statement(_DELETE, len(piece)), [key for (key,) in piece])
 
     def fail(self, key: str, error: str) -> None:
         """
@@ -260,7 +288,7 @@ class Journal:
         """
         with self.transaction():
             rows = self.db.execute(
-                "SELECT key, src_worker, kind, data, attempts FROM tasks WHERE owner IS NULL ORDER BY rowid"
+                "SELECT key, src_worker, kind, data, attempts FROM tasks WHERE owner IS NULL ORDER BY created"
             ).fetchall()
             if rows:
                 self.db.execute(
@@ -289,9 +317,9 @@ class Journal:
         ]
 
 
-#: a L{TaskStore} operation: the L{Journal} method, its arguments, the
-#: Deferred to fire with its result
-_Op = tuple[str, tuple[Any, ...], "defer.Deferred[Any] | None"]
+#: a L{TaskStore} operation: the L{Journal} method, its arguments, what to
+#: call with its result (or a Failure) on the reactor
+_Op = tuple[str, tuple[Any, ...], "Callable[[Any], Any] | None"]
 
 #: operations written many rows at once
 _MANY = {"add": "addMany", "remove": "removeMany"}
@@ -301,30 +329,35 @@ class TaskStore:
     """
     One process's journal, for its task pool (open it after forking).
 
-    Every operation is queued for one writer thread and returns a Deferred
-    that fires on the reactor once its batch is committed (or fails with
-    the batch's error: all or nothing).  Operations run in the order they
-    were asked.
+    Every operation is queued for one writer thread and answered on the
+    reactor once its batch is committed (or with the batch's error: all or
+    nothing).  Operations run in the order they were asked.
 
     @cvar useThread: with C{False}, batches are written on the reactor at
-        its next turn instead (for tests on a fake clock).
+        the end of its turn instead (for tests on a fake clock).
     @cvar claimEvery: after L{claim} with C{later}, how often (seconds) the
         writer looks for tasks released since.
+    @cvar switchInterval: the longest interpreter switch interval (seconds,
+        C{sys.setswitchinterval}) while the writer thread runs.
     @ivar token: this journal's part of its task keys.
     """
 
     log = Logger()
     useThread = True
     claimEvery = 1.0
+    switchInterval = 0.001
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.journal = Journal(path)
         self.token = f"{os.getpid()}.{secrets.token_hex(3)}"
-        self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
+        #: what was asked in this turn of the reactor, handed to the writer
+        #: at its end
+        self._outbox: list[_Op] = []
+        self._handing: Any = None
+        self._queue: queue.SimpleQueue[list[_Op]] = queue.SimpleQueue()
         self._reactor: Any = None
         self._closed = False
-        self._flushing: Any = None
         #: (owner, later): keep claiming for that process (writer's own)
         self._watch: tuple[int, Callable[[list[Claimed]], Any]] | None = None
         self._lastClaim = 0.0
@@ -338,9 +371,13 @@ class TaskStore:
             return
         self._reactor = reactor
         if self.useThread:
+            # The writer takes the GIL back after each SQLite call; with the
+            # default 5 ms switch interval a busy reactor makes it wait that
+            # long each time, which is what a task's acknowledgement waits for.
+            sys.setswitchinterval(min(sys.getswitchinterval(), self.switchInterval))
             threading.Thread(target=self._loop, name="swooletw-journal", daemon=True).start()
-        else:
-            self._schedule()
+        if self._outbox:
+            self._handOver()
 
     def key(self, taskId: int) -> str:
         """
@@ -348,24 +385,29 @@ class TaskStore:
         """
         return f"{self.token}:{taskId}"
 
-    def add(self, key: str, data: Any, srcWorker: int, owner: int) -> defer.Deferred[None]:
+    def add(self, key: str, data: Any, srcWorker: int, owner: int, then: Callable[[Any], Any]) -> None:
         """
-        Journal an accepted task held by process C{owner}; fires once it is
-        on disk.
+        Journal an accepted task held by process C{owner}; C{then(None)}
+        once it is on disk, or C{then(failure)}, on the reactor (a callback,
+        not a Deferred: this is once per task).
         """
-        return self._ask("add", key, *_encode(data), srcWorker, owner, time.time())
+        if self._closed:
+            then(Failure(JournalClosed(f"the task journal {self.path} is closed")))
+        else:
+            self._put(("add", (key, *_encode(data), srcWorker, owner, time.time()), then))
 
-    def remove(self, key: str) -> defer.Deferred[None]:
+    def remove(self, key: str) -> None:
         """
-        The task has run: forget it.
+        The task has run: forget it (a write that fails is logged).
         """
-        return self._ask("remove", key)
+        self._tell("remove", key)
 
-    def fail(self, key: str, error: str) -> defer.Deferred[None]:
+    def fail(self, key: str, error: str) -> None:
         """
-        The task failed: keep it as a dead letter, with C{error}.
+        The task failed: keep it as a dead letter, with C{error} (a write
+        that fails is logged).
         """
-        return self._ask("fail", key, error)
+        self._tell("fail", key, error)
 
     def release(self, owner: int | None = None) -> defer.Deferred[int]:
         """
@@ -411,11 +453,11 @@ class TaskStore:
         """
         if not self._closed:
             self._closed = True
-            self._queue.put(("close", (), None))
             if self._reactor is None:
                 self.journal.close()
-            elif not self.useThread:
-                self._schedule()
+            else:
+                self._outbox.append(("close", (), None))
+                self._handOver()
 
     # ------------------------------------------------------------ writer
 
@@ -423,36 +465,49 @@ class TaskStore:
         if self._closed:
             return defer.fail(JournalClosed(f"the task journal {self.path} is closed"))
         done: defer.Deferred[Any] = defer.Deferred()
-        self._queue.put((name, args, done))
-        if self._reactor is not None and not self.useThread:
-            self._schedule()
+        self._put((name, args, done.callback))  # a Failure runs the errbacks
         return done
 
-    def _schedule(self) -> None:
-        if self._flushing is None:
-            self._flushing = self._reactor.callLater(0, self._flushInline)
+    def _tell(self, name: str, key: str, *args: Any) -> None:
+        if self._closed:
+            self.log.warn("task {key} not written ({op}): the journal is closed; it runs again", key=key, op=name)
+        else:
+            self._put((name, (key, *args), None))
 
-    def _flushInline(self) -> None:
-        self._flushing = None
-        self._write(self._drain([]))
+    def _put(self, op: _Op) -> None:
+        self._outbox.append(op)
+        if self._handing is None and self._reactor is not None:
+            self._handing = self._reactor.callLater(0, self._handOver)
+
+    def _handOver(self) -> None:
+        """
+        Give the writer what this turn of the reactor asked, at once: one
+        wake-up of the writer thread per turn, not per operation.
+        """
+        if self._handing is not None and self._handing.active():
+            self._handing.cancel()
+        self._handing = None
+        batch, self._outbox = self._outbox, []
+        if not batch:
+            return
+        if self.useThread:
+            self._queue.put(batch)
+        else:
+            self._write(batch)
 
     def _loop(self) -> None:
         while True:
             try:
-                first = self._queue.get(timeout=self.claimEvery if self._watch else None)
+                batch = self._queue.get(timeout=self.claimEvery if self._watch else None)
             except queue.Empty:
                 batch = []
-            else:
-                batch = [first]
-            if not self._write(self._drain(batch)):
+            while True:
+                try:
+                    batch += self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if not self._write(batch):
                 return
-
-    def _drain(self, batch: list[_Op]) -> list[_Op]:
-        while True:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                return batch
 
     def _write(self, batch: list[_Op]) -> bool:
         """
@@ -462,30 +517,28 @@ class TaskStore:
         due = self._watch is not None and time.monotonic() - self._lastClaim >= self.claimEvery
         if not batch and not due:
             return True
-        results: list[tuple[defer.Deferred[Any] | None, Any]] = []
+        results: list[Any] = []
         claimed: list[Claimed] = []
         journal = self.journal
         closing = any(name == "close" for name, _, _ in batch)
         try:
             with journal.transaction():
                 for name, ops in groupby(batch, key=lambda op: op[0]):
-                    ops = list(ops)
                     if name in _MANY:
+                        ops = list(ops)
                         getattr(journal, _MANY[name])([args for _, args, _ in ops])
-                        results.extend((done, None) for _, _, done in ops)
-                        continue
-                    for _, args, done in ops:
-                        results.append((done, self._run(name, args)))
+                        results.extend([None] * len(ops))
+                    else:
+                        results.extend(self._run(name, args) for _, args, _ in ops)
                 if due and self._watch is not None:
                     claimed = self._claim(self._watch[0])
         except Exception:
-            failure = Failure()
-            results = [(done, failure) for _, _, done in batch]
+            results = [Failure()] * len(batch)
             claimed = []
         if closing:
             journal.close()
         later = self._watch[1] if self._watch is not None and claimed else None
-        self._reactor.callFromThread(self._fire, results, later, claimed)
+        self._reactor.callFromThread(self._fire, batch, results, later, claimed)
         return not closing
 
     def _run(self, name: str, args: tuple[Any, ...]) -> Any:
@@ -504,17 +557,16 @@ class TaskStore:
 
     def _fire(
         self,
-        results: list[tuple[defer.Deferred[Any] | None, Any]],
+        batch: list[_Op],
+        results: list[Any],
         later: Callable[[list[Claimed]], Any] | None,
         claimed: list[Claimed],
     ) -> None:
-        for done, result in results:
-            if done is None:
-                continue
-            if isinstance(result, Failure):
-                done.errback(result)
-            else:
-                done.callback(result)
+        for (name, args, done), result in zip(batch, results):
+            if done is not None:
+                done(result)
+            elif isinstance(result, Failure) and name != "close":
+                self.log.failure("task {key}: the journal could not {op} it", result, key=args[0], op=name)
         if later is not None:
             try:
                 later(claimed)

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from typing import Any
 
 from twisted.internet import reactor as globalReactor
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -175,6 +176,14 @@ class TaskStoreTests(TestCase):
         self.addCleanup(journal.close)
         return journal
 
+    def add(self, key: str, data: Any = "x", src: int = 0) -> Deferred[None]:
+        """
+        C{store.add}, its answer as a Deferred.
+        """
+        added: Deferred[None] = Deferred()
+        self.store.add(key, data, src, 1, added.callback)
+        return added
+
     @inlineCallbacks
     def test_groupCommit(self):
         """
@@ -186,10 +195,11 @@ class TaskStoreTests(TestCase):
         keys = [self.store.key(n) for n in range(200)]
         fired = []
         for key in keys:
-            self.store.add(key, {"k": key}, 0, 1).addCallback(lambda _, key=key: fired.append(key))
-        removed = self.store.remove(keys[0])
+            self.add(key, {"k": key}).addCallback(lambda _, key=key: fired.append(key))
+        self.store.remove(keys[0])
+        flushed = self.store.flushed()
         self.store.start(globalReactor)
-        yield removed
+        yield flushed
         self.assertEqual([s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")], ["BEGIN IMMEDIATE", "COMMIT"])
         self.assertEqual(fired, keys)
         self.assertEqual(self.probe().count(), 199)
@@ -212,7 +222,7 @@ class TaskStoreTests(TestCase):
         yield self.store.flushed()
         blocker = self.probe()
         blocker.db.execute("BEGIN IMMEDIATE")
-        added = self.store.add(self.store.key(1), "x", 0, 1)
+        added = self.add(self.store.key(1))
         yield deferLater(globalReactor, 0.01, lambda: None)
         self.assertFalse(added.called)
         blocker.db.commit()
@@ -225,7 +235,7 @@ class TaskStoreTests(TestCase):
         A batch that cannot be written fails every Deferred in it with the
         error, and writes nothing of it; the next batch is written.
         """
-        batch = [self.store.add("dup", "x", 0, 1), self.store.add("ok", "y", 0, 1), self.store.add("dup", "z", 0, 1)]
+        batch = [self.add("dup"), self.add("ok"), self.add("dup")]
         self.store.start(globalReactor)
         failures = []
         for d in batch:
@@ -233,7 +243,7 @@ class TaskStoreTests(TestCase):
             yield d
         self.assertEqual([f.check(sqlite3.IntegrityError) for f in failures], [sqlite3.IntegrityError] * 3)
         self.assertEqual(self.probe().count(), 0)
-        yield self.store.add("again", "x", 0, 1)
+        yield self.add("again")
         self.assertEqual(self.probe().count(), 1)
 
     @inlineCallbacks
@@ -259,7 +269,7 @@ class TaskStoreTests(TestCase):
     def test_readsAndDeadLetters(self):
         """count() and deadLetters() answer through the writer."""
         self.store.start(globalReactor)
-        self.store.add("k:1", {"a": 1}, 4, 1)
+        self.add("k:1", {"a": 1}, 4)
         self.store.fail("k:1", "RuntimeError: no")
         count = yield self.store.count()
         [letter] = yield self.store.deadLetters()
@@ -270,9 +280,9 @@ class TaskStoreTests(TestCase):
     def test_closeWritesQueued(self):
         """close() writes what is queued first; later asks fail."""
         self.store.start(globalReactor)
-        added = self.store.add("k:1", "x", 0, 1)
+        added = self.add("k:1")
         self.store.close()
-        self.failureResultOf(self.store.remove("k:1"), JournalClosed)
+        self.failureResultOf(self.store.count(), JournalClosed)
         yield added
         self.assertEqual(self.probe().count(), 1)
 
