@@ -167,6 +167,7 @@ class TaskStoreTests(TestCase):
     """
 
     def setUp(self) -> None:
+        self.addCleanup(sys.setswitchinterval, sys.getswitchinterval())  # start() lowers it
         self.path = os.path.abspath(self.mktemp())
         self.store = TaskStore(self.path)
         self.addCleanup(self.store.close)
@@ -223,7 +224,7 @@ class TaskStoreTests(TestCase):
         blocker = self.probe()
         blocker.db.execute("BEGIN IMMEDIATE")
         added = self.add(self.store.key(1))
-        yield deferLater(globalReactor, 0.01, lambda: None)
+        yield deferLater(globalReactor, 0, lambda: None)  # the reactor turns meanwhile
         self.assertFalse(added.called)
         blocker.db.commit()
         yield added
