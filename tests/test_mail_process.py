@@ -13,6 +13,7 @@ import email
 import email.policy
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -58,27 +59,31 @@ class _Twistd:
     PID in cleanup.
     """
 
-    def __init__(self, testCase: SynchronousTestCase) -> None:
+    def __init__(self, testCase: SynchronousTestCase, *args: str, workdir: str | None = None) -> None:
         self.testCase = testCase
-        self.workdir = os.path.abspath(testCase.mktemp())
-        os.makedirs(self.workdir)
+        if workdir is None:
+            workdir = os.path.abspath(testCase.mktemp())
+            os.makedirs(workdir)
+        self.workdir = workdir
         self.port = freePort()
-        self.outputPath = os.path.join(self.workdir, "twistd.out")
+        self.outputPath = os.path.join(self.workdir, f"twistd-{self.port}.out")
         with open(self.outputPath, "wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _TWISTD, "-n", "--pidfile=", "swoole-tcp",
-                 "--listen", f"tcp:{self.port}:interface=127.0.0.1"],
+                 "--listen", f"tcp:{self.port}:interface=127.0.0.1", *args],
                 cwd=self.workdir, env=cleanEnvironment(), stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         testCase.addCleanup(self.kill)
         self.waitForPort()
 
     def kill(self) -> None:
         """
-        SIGKILL if still running (the tests stop it with SIGTERM); reap.
+        SIGKILL to every process of the server if still running (the tests
+        stop it with SIGTERM); reap.
         """
         if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
 
     def waitForPort(self, timeout: float = 15) -> None:
@@ -109,6 +114,28 @@ class _Twistd:
         return output
 
 
+def waitForMail(
+    testCase: SynchronousTestCase, twistd: _Twistd, subject: str, count: int = 1, timeout: float = 10
+) -> list[email.message.EmailMessage]:
+    """
+    Wait until C{count} messages with C{subject} are in C{./outbox/new} of
+    C{twistd}'s working directory; parse them.
+    """
+    new = os.path.join(twistd.workdir, "outbox", "new")
+    deadline = time.monotonic() + timeout
+    while True:
+        found = []
+        for name in sorted(os.listdir(new)) if os.path.isdir(new) else []:
+            with open(os.path.join(new, name), "rb") as f:
+                message = email.message_from_binary_file(f, policy=email.policy.default)
+            if message["Subject"] == subject:
+                found.append(message)
+        if len(found) >= count or time.monotonic() > deadline:
+            testCase.assertEqual(len(found), count, twistd.output())
+            return found
+        time.sleep(0.05)
+
+
 class DefaultAppProcessTests(SynchronousTestCase):
     """
     The default application in a real C{twistd} (two workers): one server
@@ -135,19 +162,7 @@ class DefaultAppProcessTests(SynchronousTestCase):
         Wait until C{count} messages with C{subject} are in
         C{./outbox/new} of the server's working directory; parse them.
         """
-        new = os.path.join(self.twistd.workdir, "outbox", "new")
-        deadline = time.monotonic() + timeout
-        while True:
-            found = []
-            for name in sorted(os.listdir(new)) if os.path.isdir(new) else []:
-                with open(os.path.join(new, name), "rb") as f:
-                    message = email.message_from_binary_file(f, policy=email.policy.default)
-                if message["Subject"] == subject:
-                    found.append(message)
-            if len(found) >= count or time.monotonic() > deadline:
-                self.assertEqual(len(found), count, self.twistd.output())
-                return found
-            time.sleep(0.05)
+        return waitForMail(self, self.twistd, subject, count, timeout)
 
     def checkHostilePackets(self) -> None:
         """
@@ -239,6 +254,45 @@ class DefaultAppProcessTests(SynchronousTestCase):
         refused = cli("--to", "not-an-address", "--subject", "s", "--content", "c", port=self.twistd.port)
         self.assertEqual(refused.returncode, 1)
         self.assertIs(json.loads(refused.stdout)["ok"], False)
+
+
+class JournalProcessTests(SynchronousTestCase):
+    """
+    The mail server with C{--setting task_store=sqlite:PATH}: what a client
+    was told is accepted survives C{kill -9}.
+    """
+
+    def test_acceptedMailSurvivesKill(self) -> None:
+        """
+        The client gets C{{"ok": true}}; its task is sending through an SMTP
+        server that never answers when C{kill -9} hits both workers: the
+        master releases the task and a new worker runs it again (it
+        connects again).  Then C{kill -9} of every process of the server;
+        after a restart with the Maildir the mail arrives.
+        """
+        smtp = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(smtp.close)
+        smtp.settimeout(15)
+        store = "task_store=sqlite:" + os.path.abspath(self.mktemp())
+        url = f"smtp://127.0.0.1:{smtp.getsockname()[1]}?starttls=0&timeout=60"
+        first = self.twistd = _Twistd(self, "--setting", store, "--smtp", url)
+        with TaskClient("127.0.0.1", first.port) as client:
+            reply = client.sendMail("receiver@example.com", "survives kill -9", "hello")
+        self.assertIs(reply["ok"], True, first.output())
+        connections = [smtp.accept()[0]]  # the task is running
+        self.addCleanup(lambda: [c.close() for c in connections])
+        workers = [int(pid) for pid in re.findall(r"worker \d started \(pid (\d+)\)", first.output())]
+        self.assertEqual(len(workers), 2, first.output())
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        connections.append(smtp.accept()[0])  # run again by a new worker
+        first.kill()
+
+        self.twistd = _Twistd(self, "--setting", store, workdir=first.workdir)
+        [message] = waitForMail(self, self.twistd, "survives kill -9")
+        self.assertEqual(message.get_content(), "hello\n")
+        self.assertIn("will run again", self.twistd.output())
+        self.twistd.stop()
 
 
 def cli(*argv: str, port: int) -> subprocess.CompletedProcess[str]:

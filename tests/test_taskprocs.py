@@ -28,6 +28,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from swooletw import Server
 from swooletw.runtime.channel import Channel
 from swooletw.runtime.local import ProcessRuntime
+from swooletw.tasks.journal import Journal
 from swooletw.tasks.processes import ProcessTaskPool, TaskDispatcher, TaskFailed
 from swooletw.testing import HarnessReactor
 from tests.workersupport import (
@@ -880,6 +881,7 @@ class ProcessCrashRecoveryTests(TaskProcessTestsMixin, TestCase):
     """
     The journal with task worker processes: C{kill -9} of the whole server
     while tasks run; after a restart exactly the accepted tasks have run.
+    A task that failed is a dead letter.
     """
 
     def test_wholeServerKilled(self) -> None:
@@ -936,3 +938,27 @@ class ProcessCrashRecoveryTests(TaskProcessTestsMixin, TestCase):
                 db.close()
 
         self.assertTrue(waitUntil(journalEmpty, 3, 0.05))
+
+    def test_failedTaskIsDeadLetter(self) -> None:
+        """
+        A task that fails in a task worker process after it was accepted is
+        logged with its id, counted in C{stats()} and kept in the journal's
+        dead letters with its data, source worker and error.
+        """
+        store = os.path.abspath(self.mktemp())
+        server = self.start(task_store="sqlite:" + store)
+        client = self.client(server)
+        data = {"op": "raise", "value": "boom 7"}
+        _, asker, taskId = client.request(taskCommand(data)).split()
+        self.assertEqual(client.readLine(timeout=5), f"FINISH {taskId} FAIL TaskFailed ValueError: boom 7")
+        server.waitFor(rf"task {taskId} failed", count=2, timeout=3)
+        stats = json.loads(client.request("stats")[len("STATS "):])
+        self.assertEqual(stats["task_failed_count"], 1)
+        journal = Journal(store)
+        self.addCleanup(journal.close)
+        letters = waitUntil(journal.deadLetters, 3, 0.02)
+        self.assertEqual(len(letters), 1, server.log())
+        [letter] = letters
+        self.assertEqual((letter.data, letter.src, letter.attempts), (data, int(asker), 1))
+        self.assertIn("ValueError: boom 7", letter.error)
+        self.assertEqual(journal.count(), 0)

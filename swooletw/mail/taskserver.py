@@ -6,7 +6,10 @@ the default application of C{twistd -n swoole-tcp}.
 Each packet is a JSON object and C{"\\r\\n"}; its C{"event"} is looked up
 in the event table (L{swooletw.mail.events}), its fields are checked in the
 worker, and the work is handed to a task (C{serv.task}).  Every packet
-gets one JSON line back at once:
+gets one JSON line back, in order: a refusal at once, the accepted reply
+once the task is in the journal (C{serv.taskStored}; at once without a
+C{task_store}), so that no task a client was told is accepted is lost when
+a process is killed:
 
     {"ok": true, "task_id": 1}
     {"ok": false, "error": "missing field 'to'"}
@@ -33,6 +36,7 @@ Add your own events for C{--app}::
 from __future__ import annotations
 
 import json
+from collections import deque
 from typing import Any, Callable, Mapping
 
 from twisted.logger import Logger
@@ -90,6 +94,9 @@ class TaskServer:
         })
         for name, event in (events or {}).items():
             self.events.register(name, event)
+        #: per connection, the replies not sent yet: (reply, its
+        #: taskStored Deferred, or None for a refusal)
+        self._replies: dict[int, deque[tuple[dict[str, Any], Any]]] = {}
         self._serv = serv = Server(host, port, reactor=reactor)
         serv.set(SETTINGS)
         serv.on("Start", self.onStart)
@@ -130,10 +137,39 @@ class TaskServer:
 
     def onReceive(self, serv: Server, fd: int, fromId: int, data: bytes) -> None:
         """
-        Check the packet, hand it to a task, reply with one JSON line.
+        Check the packet, hand it to a task, reply with one JSON line once
+        the task is on disk (after the replies to earlier packets).
         """
         reply = self.accept(serv, fd, data)
-        serv.send(fd, json.dumps(reply).encode("utf-8") + EOF)
+        stored = serv.taskStored(reply["task_id"]) if reply["ok"] else None
+        self._replies.setdefault(fd, deque()).append((reply, stored))
+        if stored is None:
+            self.sendReplies(serv, fd)
+        else:
+            stored.addErrback(self.notStored, fd, reply).addBoth(lambda _: self.sendReplies(serv, fd))
+
+    def notStored(self, reason: Failure, fd: int, reply: dict[str, Any]) -> None:
+        """
+        The journal could not take an accepted task (which then fails
+        without running): the reply says so.
+        """
+        taskId = reply.pop("task_id")
+        self.log.error(
+            "fd {fd}: task {task_id} could not be journalled: {error}",
+            fd=fd, task_id=taskId, error=reason.getErrorMessage(),
+        )
+        reply.update(ok=False, error=f"the task could not be stored: {reason.getErrorMessage()}")
+
+    def sendReplies(self, serv: Server, fd: int) -> None:
+        """
+        Send the replies to C{fd} that are ready, in order.
+        """
+        waiting = self._replies.get(fd)
+        while waiting and (waiting[0][1] is None or waiting[0][1].called):
+            reply, _ = waiting.popleft()
+            serv.send(fd, json.dumps(reply).encode("utf-8") + EOF)
+        if not waiting:
+            self._replies.pop(fd, None)
 
     def accept(self, serv: Server, fd: int, data: bytes) -> dict[str, Any]:
         """

@@ -170,13 +170,9 @@ class MasterService(Service):
         """
         if not self.serv.setting["task_store"]:
             return 0
-        from swooletw.tasks.journal import TaskStore, parseStore
+        from swooletw.tasks.journal import parseStore, releaseTasks
 
-        store = TaskStore(parseStore(self.serv.setting["task_store"]))
-        try:
-            return store.release(owner)
-        finally:
-            store.close()
+        return releaseTasks(parseStore(self.serv.setting["task_store"]), self.serv.reactor, owner)
 
     # ----------------------------------------------------- the launcher
 

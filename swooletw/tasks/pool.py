@@ -17,6 +17,9 @@ never blocks the reactor; an C{async def} handler runs on the reactor.
    reaches the C{callback} given to C{task()} or else the C{finish} event,
    in the worker that asked.  A handler that raises is logged with its task
    id and reaches the asker as a L{Failure}, and the pool goes on.
+ - With C{task_store}, a task runs once it is in the journal
+   (L{swooletw.tasks.journal}); C{serv.taskStored(task_id)} fires then, and a
+   reply to a client should wait for it.
  - Inside a task thread, C{serv.worker_id} is the task worker id
    (C{worker_num} .. C{worker_num + task_worker_num - 1}) and
    C{serv.taskworker} is true; C{workerStart} fires in each task thread
@@ -25,9 +28,11 @@ never blocks the reactor; an C{async def} handler runs on the reactor.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
+import traceback
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet import defer
@@ -60,7 +65,10 @@ class TaskPool:
     bounded queue, the journal, results and failures, C{taskwait}.
     Subclasses say how a task runs (L{run}).
 
-    @ivar store: the journal (a L{swooletw.taskstore.TaskStore}), or L{None}.
+    @ivar store: the journal (a L{swooletw.tasks.journal.TaskStore}), or L{None}.
+        With one, a task runs once it is on disk (L{stored}), and what it
+        ends with is written there too: gone when it succeeded, a dead
+        letter when it failed.
     """
 
     log = Logger()
@@ -73,6 +81,16 @@ class TaskPool:
         self.queueMax = setting["task_queue_max"]
         self.store = store
         self._ids = itertools.count(1)
+        #: tasks on their way to the journal: who waits for them (L{stored})
+        self._unstored: dict[int, tuple[defer.Deferred[None], ...]] = {}
+        #: the last tasks the journal could not take, and why
+        self._notStored: dict[int, Failure] = {}
+        #: journal keys of tasks run again (others have the store's own)
+        self._keys: dict[int, str] = {}
+        self._stopped = False
+        self._pid = os.getpid()
+        if store is not None:
+            store.start(reactor)
         self.pending = 0
         self.running = 0
         self.done = 0
@@ -89,6 +107,7 @@ class TaskPool:
         """
         Stop (after L{drained}).
         """
+        self._stopped = True
         if self.store is not None:
             self.store.close()
 
@@ -99,34 +118,71 @@ class TaskPool:
         """
         raise NotImplementedError()
 
-    def recover(self) -> int:
+    def recover(self) -> defer.Deferred[int]:
         """
-        Run again the journalled tasks that a dead process left behind;
-        their results go to the C{finish} event.  How many.
+        Run again the journalled tasks that dead processes left behind, now
+        and whenever more are released; their results go to the C{finish}
+        event.  Fires with how many there were now.
         """
         if self.store is None:
+            return defer.succeed(0)
+        claimed = self.store.claim(self._pid, later=self._runAgain)
+        claimed.addCallback(self._runAgain)
+
+        def failed(reason: Failure) -> int:
+            self.log.failure("could not claim the journalled tasks of dead processes", reason)
             return 0
-        claimed = self.store.claim(os.getpid())
-        for taskId, src, data in claimed:
-            self.log.info("running task {task_id} again (its process died)", task_id=taskId)
+
+        return claimed.addErrback(failed)
+
+    def _runAgain(self, claimed: list[Any]) -> int:
+        if self._stopped:
+            # Still ours in the journal: released when this process exits.
+            return 0
+        for task in claimed:
+            taskId = next(self._ids)
+            self._keys[taskId] = task.key
+            self.log.info(
+                "running task {key} again as task {task_id} (its process died; attempt {attempts})",
+                key=task.key, task_id=taskId, attempts=task.attempts,
+            )
             self.pending += 1
-            self.run(taskId, data, src).addBoth(self._completed, taskId, None, False)
+            self._start(taskId, task.data, task.src, -1, None, False)
         return len(claimed)
 
     def drained(self, seconds: float) -> defer.Deferred[None]:
         """
-        Fires when no task is queued or running, or after C{seconds}.
+        Fires when no task is queued or running and the journal has written
+        what it was asked, or after C{seconds}.
         """
         if not self.pending:
-            return defer.succeed(None)
+            return self._journalFlushed(self.reactor.seconds() + seconds)
         idle: defer.Deferred[None] = defer.Deferred()
         self._whenIdle.append(idle)
 
-        def waited(done: bool) -> None:
+        deadline = self.reactor.seconds() + seconds
+
+        def waited(done: bool) -> defer.Deferred[None]:
             if not done:
                 self.log.warn("{count} tasks still running after max_wait_time", count=self.pending)
+            return self._journalFlushed(deadline)
 
         return waitAtMost(idle, seconds, self.reactor).addCallback(waited)
+
+    def _journalFlushed(self, deadline: float) -> defer.Deferred[None]:
+        """
+        Fires once what the journal was asked is on disk, or at C{deadline}
+        (what is not written then runs again after a restart).
+        """
+        if self.store is None:
+            return defer.succeed(None)
+        flushed = self.store.flushed()
+        flushed.addTimeout(max(0.0, deadline - self.reactor.seconds()), self.reactor)
+
+        def late(reason: Failure) -> None:
+            self.log.warn("task journal not flushed within max_wait_time: {error}", error=reason.getErrorMessage())
+
+        return flushed.addErrback(late)
 
     def stats(self) -> dict[str, int]:
         """
@@ -170,13 +226,53 @@ class TaskPool:
                 "task refused: {count} tasks queued (task_queue_max)", count=self.pending
             )
             return False
-        if self.store is not None:
-            taskId = self.store.add(data, self.serv.worker_id, os.getpid())
-        else:
-            taskId = next(self._ids)
+        taskId = next(self._ids)
         self.pending += 1
-        self.run(taskId, data, dst=dst).addBoth(self._completed, taskId, callback, always)
+        if self.store is None:
+            self._start(taskId, data, None, dst, callback, always)
+        else:
+            self._unstored[taskId] = ()
+            added = functools.partial(self._added, taskId, data, dst, callback, always)
+            self.store.add(self.store.key(taskId), data, self.serv.worker_id, self._pid, added)
         return taskId
+
+    def stored(self, taskId: int) -> defer.Deferred[None]:
+        """
+        Fires once task C{taskId} is in the journal (so it survives the
+        death of any process), or fails with the journal's error (the task
+        then fails without running).  Without a journal, or for a task
+        already written (or run again from the journal), it has already
+        fired.  What a client is told about a task should wait for this.
+        """
+        waiting = self._unstored.get(taskId)
+        if waiting is not None:
+            stored: defer.Deferred[None] = defer.Deferred()
+            self._unstored[taskId] = (*waiting, stored)
+            return stored
+        if taskId in self._notStored:
+            return defer.fail(self._notStored[taskId])
+        return defer.succeed(None)
+
+    def _added(
+        self, taskId: int, data: Any, dst: int, callback: Callable[..., Any] | None, always: bool, result: Any
+    ) -> None:
+        waiting = self._unstored.pop(taskId, ())
+        if isinstance(result, Failure):
+            self._notStored[taskId] = result
+            if len(self._notStored) > 1000:
+                del self._notStored[next(iter(self._notStored))]
+            for stored in waiting:
+                stored.errback(result)
+            self._completed(result, taskId, callback, always, ran=False)
+            return
+        for stored in waiting:
+            stored.callback(None)
+        self._start(taskId, data, None, dst, callback, always)
+
+    def _start(
+        self, taskId: int, data: Any, src: int | None, dst: int, callback: Callable[..., Any] | None, always: bool
+    ) -> None:
+        self.run(taskId, data, src, dst).addBoth(self._completed, taskId, callback, always)
 
     def checkDestination(self, dst: int) -> None:
         """
@@ -192,19 +288,23 @@ class TaskPool:
             )
 
     def _completed(
-        self, result: Any, taskId: int, callback: Callable[..., Any] | None, always: bool
+        self, result: Any, taskId: int, callback: Callable[..., Any] | None, always: bool, ran: bool = True
     ) -> None:
         self.pending -= 1
-        self.running = max(0, self.running - 1)
         if not self.pending:
             idle, self._whenIdle = self._whenIdle, []
             for waiter in idle:
                 waiter.callback(None)
-        if self.store is not None:
-            self.store.remove(taskId)
+        if ran:
+            self.running = max(0, self.running - 1)
+            if self.store is not None:
+                self._journalEnd(taskId, result)
         if isinstance(result, Failure):
             self.failed += 1
-            self.log.failure("task {task_id} failed", result, task_id=taskId)
+            if ran:
+                self.log.failure("task {task_id} failed", result, task_id=taskId)
+            else:
+                self.log.failure("task {task_id} could not be journalled: it fails unrun", result, task_id=taskId)
         else:
             self.done += 1
             if result is None and not always:
@@ -212,6 +312,16 @@ class TaskPool:
         target = callback if callback is not None else self.serv.getCallback("finish")
         if target is not None:
             invoke(target, (self.serv, taskId, result), "finish", task_id=taskId)
+
+    def _journalEnd(self, taskId: int, result: Any) -> None:
+        """
+        A journalled task has run: forget it, or keep it as a dead letter.
+        """
+        key = self._keys.pop(taskId, None) or self.store.key(taskId)
+        if isinstance(result, Failure):
+            self.store.fail(key, "".join(traceback.format_exception_only(result.type, result.value)).strip())
+        else:
+            self.store.remove(key)
 
     # ------------------------------------------------------------- waits
 
