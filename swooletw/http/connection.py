@@ -361,12 +361,14 @@ class HttpConnection(ServerConnection, HttpReceiver):
         callback = factory.onRequest
         if callback is None:
             return self.answerError(exchange, 404, "no request handler", close=False)
-        if factory.requestTimeout:
-            exchange.timer = factory.clock.callLater(factory.requestTimeout, self.timedOut, exchange)
         try:
             result = callback(request, response)
         except Exception:
             return self.failed(Failure(), exchange)
+        if exchange.open and factory.requestTimeout:
+            # Not answered yet: it has http_request_timeout from now (most
+            # handlers answer at once and need no timer).
+            exchange.timer = factory.clock.callLater(factory.requestTimeout, self.timedOut, exchange)
         if result is not None and result.__class__ is not bool:
             if iscoroutine(result):
                 result = ensureDeferred(result)
