@@ -357,27 +357,51 @@ class HttpResponse:
         self._started = True
         exchange = self._exchange
         status = self._status
-        reason = self._reason if self._reason is not None else reasonPhrase(status).encode("latin-1")
-        lines = [b"HTTP/%s %d %s" % (exchange.versionBytes, status, reason)]
         headers = self._headers
-        if b"server" not in headers:
-            lines.append(b"Server: " + SERVER_HEADER)
-        if b"date" not in headers:
-            lines.append(b"Date: " + exchange.date())
-        if b"content-type" not in headers:
-            lines.append(b"Content-Type: text/html")
-        if headers.get(b"connection", (b"", b""))[1].lower() == b"close":
-            exchange.keepAlive = False
-        headers.pop(b"connection", None)
-        headers.pop(b"content-length", None)
-        headers.pop(b"transfer-encoding", None)
-        lines.extend(key + b": " + value for key, value in headers.values())
-        lines.extend(b"Set-Cookie: " + cookie for cookie in self._cookies)
-        lines.append(b"Connection: keep-alive" if exchange.keepAlive else b"Connection: close")
+        out = [_statusLine(exchange.versionBytes, status, self._reason)]
+        if headers:
+            connection = headers.pop(b"connection", None)
+            if connection is not None and connection[1].lower() == b"close":
+                exchange.keepAlive = False
+            headers.pop(b"content-length", None)
+            headers.pop(b"transfer-encoding", None)
+            if b"server" not in headers:
+                out.append(_SERVER_LINE)
+            if b"date" not in headers:
+                out.append(b"Date: %s\r\n" % exchange.date())
+            if b"content-type" not in headers:
+                out.append(_DEFAULT_TYPE_LINE)
+            out.extend(b"%s: %s\r\n" % pair for pair in headers.values())
+        else:
+            out.append(b"%sDate: %s\r\n%s" % (_SERVER_LINE, exchange.date(), _DEFAULT_TYPE_LINE))
+        out.extend(b"Set-Cookie: %s\r\n" % cookie for cookie in self._cookies)
+        out.append(b"Connection: keep-alive\r\n" if exchange.keepAlive else b"Connection: close\r\n")
         if length is not None:
-            if status >= 200 and status not in (204, 304):
-                lines.append(b"Content-Length: %d" % length)
+            if status >= 200 and status != 204 and status != 304:
+                out.append(b"Content-Length: %d\r\n\r\n" % length)
+            else:
+                out.append(b"\r\n")
         elif self._chunked:
-            lines.append(b"Transfer-Encoding: chunked")
-        lines.append(b"\r\n")
-        return b"\r\n".join(lines)
+            out.append(b"Transfer-Encoding: chunked\r\n\r\n")
+        else:
+            out.append(b"\r\n")
+        return b"".join(out)
+
+
+_SERVER_LINE = b"Server: " + SERVER_HEADER + b"\r\n"
+_DEFAULT_TYPE_LINE = b"Content-Type: text/html\r\n"
+_STATUS_LINES: dict[tuple[bytes, int], bytes] = {}
+
+
+def _statusLine(version: bytes, status: int, reason: bytes | None) -> bytes:
+    """
+    C{HTTP/1.1 200 OK\\r\\n}, the standard ones made once.
+    """
+    if reason is not None:
+        return b"HTTP/%s %d %s\r\n" % (version, status, reason)
+    line = _STATUS_LINES.get((version, status))
+    if line is None:
+        line = _STATUS_LINES[version, status] = b"HTTP/%s %d %s\r\n" % (
+            version, status, reasonPhrase(status).encode("latin-1")
+        )
+    return line
