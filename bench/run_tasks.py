@@ -2,13 +2,15 @@
 """Tasks scenario: swooletw task workers, tasks accepted and finished per second.
 
 Server: bench/servers/swooletw_tasks.py (EOF framing, task_worker_num 2): the
-receive callback calls serv.task(packet) and replies at once with the task id
-(accept fast, work later, as the tutorial's mail server); the task handler
+receive callback calls serv.task(packet) and replies with the task id, at once
+or, with a journal, once serv.taskStored(task_id) fired (accept fast, work
+later, as the tutorial's mail server); the task handler
 returns its data; the finish callback counts finished tasks in a shared
 counters file that the runner reads without disturbing the server.
 
 Rows: task_worker_mode thread | process  x  task_store none | sqlite:<tmp>/tasks.db
-(a fresh file per row, removed after)  x  worker_num 1 | 2 (--workers).
+(a fresh file per row, removed after)  x  worker_num 1 | 2 (--workers), and with
+--old REV the same rows for swooletw as of git revision REV, in the same run.
 Load: loadgen --reply line, 50 connections x 16 packets in flight, 64 B
 packets, closed loop: each reply (a task id) lets the connection send the
 next packet, so loadgen measures acceptance; the counters measure finishing
@@ -53,28 +55,46 @@ class TaskSpec(ServerSpec):
     store: bool = False
     workers: int = 1
     run: int = 1
+    code: str = ""  # "": this checkout; else the git revision of the swooletw used
 
     @property
     def config(self) -> tuple:
-        return (self.workers, self.mode != "thread", self.store)
+        return (self.workers, self.mode != "thread", self.store, self.code)
 
 
-def spec(mode: str, store: bool, workers: int, queue_max: int, run: int = 1) -> TaskSpec:
-    name = f"{mode} {'sqlite' if store else 'no store'} w{workers} #{run}"
+def spec(mode: str, store: bool, workers: int, queue_max: int, run: int = 1,
+         code: str = "", tree: str = REPO_ROOT) -> TaskSpec:
+    name = f"{mode} {'sqlite' if store else 'no store'} w{workers}{' ' + code if code else ''} #{run}"
     procs = 1 if workers == 1 and mode == "thread" else (
         1 + workers + (TASK_WORKERS if mode == "process" else 0))
+    env = {"PYTHONPATH": tree + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return TaskSpec(name, ["{python}", SRV, "--port", "{port}", "--mode", mode,
                            "--workers", str(workers), "--task-workers", str(TASK_WORKERS),
                            "--queue-max", str(queue_max)],
-                    "eof", requires=need_swooletw, env=SWOOLETW_ENV, ready_procs=procs,
-                    mode=mode, store=store, workers=workers, run=run)
+                    "eof", requires=need_swooletw, env=env, ready_procs=procs,
+                    mode=mode, store=store, workers=workers, run=run, code=code)
 
 
-def servers(workers: list, queue_max: int, runs: int = 1) -> list:
+def servers(workers: list, queue_max: int, runs: int = 1, old: tuple = ()) -> list:
     """Every configuration once, then again for each further run: the runs of one
-    configuration are spread over the whole command, not back to back."""
-    return [spec(mode, store, w, queue_max, k) for k in range(1, runs + 1) for w in workers
-            for mode in ("thread", "process") for store in (False, True)]
+    configuration are spread over the whole command, not back to back.  With `old`
+    (revision, source tree), each configuration runs with that code right after this
+    checkout's."""
+    codes = [("", REPO_ROOT)] + ([old] if old else [])
+    return [spec(mode, store, w, queue_max, k, code, tree) for k in range(1, runs + 1)
+            for w in workers for mode in ("thread", "process") for store in (False, True)
+            for code, tree in codes]
+
+
+def export_tree(rev: str) -> tuple:
+    """(short revision, a temporary directory holding swooletw/ as of `rev`)."""
+    short = subprocess.run(["git", "-C", REPO_ROOT, "rev-parse", "--short", rev], check=True,
+                           capture_output=True, text=True).stdout.strip()
+    tree = tempfile.mkdtemp(prefix="swooletw-bench-old-")
+    archive = subprocess.run(["git", "-C", REPO_ROOT, "archive", rev, "swooletw"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+    return short, tree
 
 
 # --------------------------------------------------------------------------- one row
@@ -299,7 +319,8 @@ def run_one(row, args, loadgen: str, log_name: str) -> None:
 
 # --------------------------------------------------------------------------- report
 def config_name(sp) -> str:
-    return f"{sp.mode}, {'sqlite' if sp.store else 'no store'}, worker_num {sp.workers}"
+    return (f"{sp.mode}, {'sqlite' if sp.store else 'no store'}, worker_num {sp.workers}"
+            + (f", code {sp.code}" if sp.code else ""))
 
 
 def render(scenario, rows, args, command, started, elapsed):
@@ -320,17 +341,18 @@ def render(scenario, rows, args, command, started, elapsed):
     lines += ["Machine: " + "; ".join(f"{k} {v}" for k, v in bl.machine_facts())
               + f"; journal files in {tmpdir} ({fs_type(tmpdir)})", ""]
     lines += [scenario.notes.strip(), ""]
-    hdr = ["task_worker_mode", "task_store", "worker_num", "run", "accepted/s", "finished/s",
+    hdr = ["code", "task_worker_mode", "task_store", "worker_num", "run", "accepted/s", "finished/s",
            "backlog at end", "task_queue_num at end", "drained after", "refused",
            "p50 accept ms", "p99 accept ms", "server CPU µs/task", "server CPU %",
            "loadgen CPU %", "worker GC ms (longest)", "RSS growth MB"]
     lines += ["| " + " | ".join(hdr) + " |",
-              "|" + "|".join(["---"] * 3 + ["---:"] * (len(hdr) - 3)) + "|"]
+              "|" + "|".join(["---"] * 4 + ["---:"] * (len(hdr) - 4)) + "|"]
     notes = []
     ordered = sorted(rows, key=lambda r: (r.server.config, r.server.run))
     for r in ordered:
         sp = r.server
-        cells = [sp.mode, "sqlite" if sp.store else "none", str(sp.workers), str(sp.run)]
+        cells = [sp.code or "this", sp.mode, "sqlite" if sp.store else "none", str(sp.workers),
+                 str(sp.run)]
         where = sp.name
         if r.skipped:
             notes.append(f"{where}: skipped: {r.skipped}")
@@ -408,6 +430,7 @@ def render(scenario, rows, args, command, started, elapsed):
             + "server CPU "
             f"{_range([r.result['cpu_us_per_task'] for r in g if r.result['cpu_us_per_task']])} "
             "µs/task")
+    summary += journal_ratios(ordered)
     if summary:
         lines += ["", f"Summary (ranges over the {args.runs} run(s) of each configuration):",
                   ""] + summary
@@ -415,6 +438,25 @@ def render(scenario, rows, args, command, started, elapsed):
         lines += ["", "Per row and other notes (server processes: CPU % of one CPU over the "
                   "window, connections held):", ""] + [f"- {n}" for n in dict.fromkeys(notes)]
     return "\n".join(lines) + "\n"
+
+
+def journal_ratios(rows) -> list:
+    """Per mode, worker_num and code: the journal rows' rates ÷ those of the rows without it
+    from the same round (#k with #k: measured next to each other)."""
+    by = {(r.server.mode, r.server.workers, r.server.code, r.server.run, r.server.store): r.result
+          for r in rows if r.result}
+    out = []
+    for mode, workers, code in dict.fromkeys(k[:3] for k in by):
+        pairs = [(by[k[:4] + (True,)], by[k[:4] + (False,)]) for k in by
+                 if k[:3] == (mode, workers, code) and k[4]
+                 and k[:4] + (False,) in by]
+        if not pairs:
+            continue
+        ratio = lambda key: _range([j[key] / n[key] for j, n in pairs if n[key]], 2)  # noqa: E731
+        out.append(f"- {mode}, worker_num {workers}" + (f", code {code}" if code else "")
+                   + f": with the journal ÷ without (same round): accepted/s {ratio('accepted_per_s')}, "
+                   f"finished/s {ratio('finished_per_s')}")
+    return out
 
 
 def _range(values, nd=0) -> str:
@@ -437,9 +479,14 @@ def fs_type(path: str) -> str:
 
 NOTES = (
     "Server: `bench/servers/swooletw_tasks.py`: EOF framing, `task_worker_num` 2; the receive "
-    "callback calls `serv.task(packet)` (the 64 B packet as bytes) and replies at once with the "
-    "task id (`refused` when `task()` returns False); the task handler returns its data; the "
-    "finish callback counts. The counters live in a small file each worker maps shared and "
+    "callback calls `serv.task(packet)` (the 64 B packet as bytes) and replies with the task id "
+    "(`refused` when `task()` returns False): at once without a journal; with one, once "
+    "`serv.taskStored(task_id)` fired (the task is on disk; the ids confirmed in one reactor "
+    "turn go out in one send per connection), except for code without `taskStored`, which "
+    "wrote the journal inside `task()` and replies at once; the task handler returns its data; "
+    "the finish callback counts. *code*: `this` is the checkout the command ran from, a "
+    "revision is `--old REV`'s swooletw (`git archive`), run right after the same "
+    "configuration of this checkout. The counters live in a small file each worker maps shared and "
     "writes its own slot of, read by the runner at will; a `STATS` packet returns `stats()`. "
     "Load: `loadgen --reply line` (a reply is any line; one that does not start with a digit "
     "counts as refused). *accepted/s*: replies with a task id in loadgen's window ÷ window. "
@@ -498,6 +545,9 @@ def add_args(ap):
                          "a row not drained by then has its CPU per task extrapolated)")
     ap.add_argument("--tmpdir", default=None,
                     help="where the per-row journal and counters files go (default: the system's)")
+    ap.add_argument("--old", metavar="REV", default=None,
+                    help="also run every configuration with swooletw as of git revision REV "
+                         "(exported to a temporary directory), in the same run")
 
 
 def main(argv=None) -> int:
@@ -514,7 +564,16 @@ def main(argv=None) -> int:
     if args.queue_max < 1 or not 0 < args.drain_timeout <= 60 or not 1 <= args.runs <= 10:
         print("--queue-max >= 1, --drain-timeout in (0, 60], --runs 1..10", file=sys.stderr)
         return 1
-    SCENARIO.servers = servers(workers, args.queue_max, args.runs)
+    old = export_tree(args.old) if args.old else ()
+    try:
+        return run(args, workers, old, argv)
+    finally:
+        if old:
+            shutil.rmtree(old[1], ignore_errors=True)
+
+
+def run(args, workers: list, old: tuple, argv) -> int:
+    SCENARIO.servers = servers(workers, args.queue_max, args.runs, old)
     SCENARIO.notes = NOTES.replace("{qmax}", f"{args.queue_max:,}")
     rows = bl.plan(SCENARIO, args)
     if args.list:
@@ -535,7 +594,6 @@ def main(argv=None) -> int:
     elapsed = time.monotonic() - t0
     bl.report(SCENARIO, rows, args, command, started, elapsed)
     return 1 if any(r.failed for r in rows) else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
