@@ -195,14 +195,14 @@ class ChannelRoundTripTests(TestCase):
     def test_sendWhenDisconnected(self) -> None:
         """
         A send before the channel is connected, or after its transport is
-        gone, is dropped without error.
+        gone, is dropped without error and says so (C{False}).
         """
         channel = Channel({}, lambda reason: None)
-        channel.send("hello", 1)
+        self.assertIs(channel.send("hello", 1), False)
         transport = StringTransport()
         channel.makeConnection(transport)
         channel.connectionLost(Failure(ConnectionDone()))
-        channel.send("hello", 2)
+        self.assertIs(channel.send("hello", 2), False)
         self.assertEqual(transport.value(), b"")
 
     def test_sendUnmarshallable(self) -> None:

@@ -199,3 +199,42 @@ class FinishBelongsToItsTaskTests(TestCase):
         gates[2].callback(None)
         self.assertEqual((yield first), (True, "result of one"))
         self.assertEqual((yield second), (True, "result of two"))
+
+
+class ClosedChannelTests(SynchronousTestCase):
+    """
+    A message to the master on a closed channel fails its waiter at once
+    instead of leaving it pending forever; an oversized one is refused.
+    """
+
+    def test_taskToGoneMasterFails(self) -> None:
+        from swooletw.runtime.channel import Channel
+        from swooletw.tasks.processes import ProcessTaskPool, TaskFailed
+
+        serv = Server("127.0.0.1", 0)
+        serv.set(task_worker_num=1, task_worker_mode="process")
+        serv.on("task", lambda *args: None)
+        results: list[Any] = []
+        serv.on("finish", lambda serv, taskId, result: results.append(result))
+        serv.attach(ProcessRuntime(serv, MemoryReactorClock(), 0))
+        channel = Channel({}, lambda reason: None)  # never connected
+        pool = ProcessTaskPool(serv, MemoryReactorClock(), channel)
+        self.assertEqual(pool.submit("x"), 1)
+        [failure] = results
+        self.assertTrue(failure.check(TaskFailed))
+        self.assertEqual(pool.pending, 0)
+        self.assertEqual(pool.stats()["task_failed_count"], 1)
+        self.flushLoggedErrors(TaskFailed)
+
+    def test_oversizedMessageRefused(self) -> None:
+        from twisted.internet.testing import StringTransport
+
+        from swooletw.runtime.channel import Channel
+
+        channel = Channel({}, lambda reason: None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        self.assertIs(channel.send("batch", b"x" * (Channel.MAX_LENGTH + 1)), False)
+        self.assertEqual(transport.value(), b"")
+        self.assertIs(channel.send("ping", 1), True)
+        self.assertLess(Channel.MAX_LENGTH, 1 << 30)
