@@ -89,6 +89,14 @@ class ProcessRuntime:
             data = toBytes(data)
         connection = self._get(fd)
         if connection is not None:
+            if connection.gathering:
+                # ServerConnection.sendData's gathering branch, inlined: a
+                # reply from inside receive is the per-message path.
+                unsent = connection.unsent + len(data)
+                if unsent <= connection.outputLimit:
+                    connection.pending.append(data)
+                    connection.unsent = unsent
+                    return True
             return connection.sendData(data)
         if self.router is not None and self.router.send(fd, data):
             return True

@@ -18,6 +18,7 @@ if the installed Twisted no longer has them.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable
 
 from twisted.internet import tcp
@@ -82,5 +83,5 @@ def writerFor(transport: Any) -> Callable[[bytes], None]:
     The fastest correct C{write(data)} for C{transport}.
     """
     if canWriteDirectly(transport):
-        return lambda data: writeDirect(transport, data)
+        return partial(writeDirect, transport)
     return transport.write

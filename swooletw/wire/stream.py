@@ -52,7 +52,7 @@ class _OutputWatch:
         connection = self.connection
         if not connection._outputPaused:
             connection._outputPaused = True
-            connection._unsent = max(connection._unsent, queuedBytes(connection.transport))
+            connection.unsent = max(connection.unsent, queuedBytes(connection.transport))
 
     def resumeProducing(self) -> None:
         self.connection.outputDrained()
@@ -83,18 +83,18 @@ class ServerConnection:
     #: C{request_count} when it closes)
     requests = 0
     #: while this connection's own read event runs, unless its transport
-    #: is backed up: replies are gathered in C{_pending} and written
+    #: is backed up: replies are gathered in C{pending} and written
     #: together when the read ends
-    _reading = False
+    gathering = False
     #: whether the transport has paused us (its buffer passed its
     #: high-water mark) and not yet resumed us (it has drained)
     _outputPaused = False
     #: unsent bytes as counted: 0 unless paused; then what the transport
     #: held when it paused us, plus what was written since
-    _unsent = 0
+    unsent = 0
     #: C{buffer_output_size}; -1 once closing, so that sendData's one
     #: compare also refuses sends to a closing connection
-    _outputLimit = -1
+    outputLimit = -1
     _warnedFull = False
     #: C{package_recv_timeout}: 0, or the seconds a packet may take to
     #: arrive whole from its first byte
@@ -135,7 +135,7 @@ class ServerConnection:
         The transport has written its buffer out (below its mark).
         """
         self._outputPaused = False
-        self._unsent = 0
+        self.unsent = 0
         waiters, self._drainWaiters = self._drainWaiters, []
         for waiter in waiters:
             waiter.callback(None)
@@ -148,13 +148,13 @@ class ServerConnection:
         self._reactorId = factory.reactorId
         self._now = factory.clock.seconds
         self._stats = factory.stats
-        self._pending: list[bytes] = []
+        self.pending: list[bytes] = []
         self._drainWaiters: list[Deferred[None]] = []
         self._write = writerFor(self.transport)
         # Instance attributes (not class defaults) are the cheaper to read.
         self._outputPaused = False
-        self._unsent = 0
-        self._outputLimit = factory.outputLimit
+        self.unsent = 0
+        self.outputLimit = factory.outputLimit
         self._packetTimeout = factory.packetTimeout
         self.transport.registerProducer(_OutputWatch(self), True)
         factory.connectionOpened(self)
@@ -162,12 +162,12 @@ class ServerConnection:
     def dataReceived(self, data: bytes) -> None:
         self.lastTime = self._now()
         self._stats.total_recv_bytes += len(data)
-        self._reading = not self._outputPaused
+        self.gathering = not self._outputPaused
         try:
             super().dataReceived(data)  # type: ignore[misc]  # the framer
         finally:
-            self._reading = False
-            if self._pending:
+            self.gathering = False
+            if self.pending:
                 self._flush()
             if self._closeWhenIdle:
                 self.closeWhenIdle()
@@ -248,15 +248,15 @@ class ServerConnection:
             take its unsent bytes past C{buffer_output_size} (then nothing
             of C{data} is sent; what was accepted before still is).
         """
-        unsent = self._unsent + len(data)
-        if unsent > self._outputLimit:
+        unsent = self.unsent + len(data)
+        if unsent > self.outputLimit:
             return self._refuse()
-        if self._reading:
-            self._pending.append(data)
-            self._unsent = unsent
+        if self.gathering:
+            self.pending.append(data)
+            self.unsent = unsent
             return True
         if self._outputPaused:
-            self._unsent = unsent
+            self.unsent = unsent
         stats = self._stats
         stats.response_count += 1
         stats.total_send_bytes += len(data)
@@ -284,13 +284,13 @@ class ServerConnection:
             self.transport.abortConnection()
             return True
         self._closing = True
-        self._outputLimit = -1
+        self.outputLimit = -1
         self._closedByServer = byServer
         if reset:
-            self._pending.clear()
+            self.pending.clear()
             self.transport.abortConnection()
             return True
-        if self._pending:
+        if self.pending:
             self._flush()
         # A paused producer would keep an orderly close waiting.
         self.transport.unregisterProducer()
@@ -301,7 +301,7 @@ class ServerConnection:
     def connectionLost(self, reason: Any) -> None:
         self._closing = True
         self._closingInOrder = False
-        self._outputLimit = -1
+        self.outputLimit = -1
         if self._packetTimer is not None:
             self._packetTimer.cancel()
             self._packetTimer = None
@@ -329,7 +329,7 @@ class ServerConnection:
         }
 
     def _flush(self) -> None:
-        pending = self._pending
+        pending = self.pending
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         stats = self._stats
         stats.response_count += len(pending)
@@ -338,7 +338,7 @@ class ServerConnection:
         self._write(data)
         if not self._outputPaused:
             # Written, or queued in the transport below its high-water mark.
-            self._unsent = 0
+            self.unsent = 0
 
 
 class RawConnection(ServerConnection, framing.RawReceiver):
