@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
@@ -26,6 +25,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from swooletw.mail.config import PASSWORD_ENV
 from swooletw.mail.taskclient import TaskClient, TaskClientError
 from tests.test_mail_hostile import HOSTILE, checkArrived, checkRefused
+from tests.workersupport import waitUntil
 
 #: The repository root (this file is C{tests/test_mail_process.py}).
 REPO = FilePath(__file__).parent().parent()
@@ -87,14 +87,20 @@ class _Twistd:
             self.process.wait(timeout=10)
 
     def waitForPort(self, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.process.poll() is None:
+        """
+        Wait until the server accepts a connection (or has exited: fail).
+        """
+
+        def accepting() -> bool:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
+                return True
             except OSError:
-                time.sleep(0.05)
-        self.testCase.fail(f"twistd not accepting on {self.port}:\n{self.output()}")
+                return False
+
+        ready = waitUntil(lambda: self.process.poll() is not None or accepting(), timeout, 0.05)
+        if not ready or self.process.poll() is not None:
+            self.testCase.fail(f"twistd not accepting on {self.port}:\n{self.output()}")
 
     def output(self) -> str:
         with open(self.outputPath, "rb") as f:
@@ -122,18 +128,20 @@ def waitForMail(
     C{twistd}'s working directory; parse them.
     """
     new = os.path.join(twistd.workdir, "outbox", "new")
-    deadline = time.monotonic() + timeout
-    while True:
-        found = []
+    found: list[email.message.EmailMessage] = []
+
+    def arrived() -> bool:
+        found.clear()
         for name in sorted(os.listdir(new)) if os.path.isdir(new) else []:
             with open(os.path.join(new, name), "rb") as f:
                 message = email.message_from_binary_file(f, policy=email.policy.default)
             if message["Subject"] == subject:
                 found.append(message)
-        if len(found) >= count or time.monotonic() > deadline:
-            testCase.assertEqual(len(found), count, twistd.output())
-            return found
-        time.sleep(0.05)
+        return len(found) >= count
+
+    waitUntil(arrived, timeout, 0.05)
+    testCase.assertEqual(len(found), count, twistd.output())
+    return list(found)
 
 
 class DefaultAppProcessTests(SynchronousTestCase):
@@ -197,19 +205,21 @@ class DefaultAppProcessTests(SynchronousTestCase):
         C{./outbox/new}; their bytes by marker.
         """
         new = os.path.join(self.twistd.workdir, "outbox", "new")
-        deadline = time.monotonic() + timeout
-        while True:
-            found = {}
+        found: dict[str, bytes] = {}
+
+        def allArrived() -> bool:
+            found.clear()
             for name in os.listdir(new):
                 with open(os.path.join(new, name), "rb") as f:
                     raw = f.read()
                 cc = email.message_from_bytes(raw, policy=email.policy.default)["Cc"]
                 if cc is not None and cc.addresses[-1].addr_spec in markers:
                     found[cc.addresses[-1].addr_spec] = raw
-            if len(found) == len(markers) or time.monotonic() > deadline:
-                self.assertEqual(sorted(found), sorted(markers), self.twistd.output())
-                return found
-            time.sleep(0.05)
+            return len(found) == len(markers)
+
+        waitUntil(allArrived, timeout, 0.05)
+        self.assertEqual(sorted(found), sorted(markers), self.twistd.output())
+        return dict(found)
 
     def checkPHPStyleClient(self) -> None:
         """

@@ -24,7 +24,6 @@ from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import Portal
 from twisted.internet import defer, reactor, ssl
 from twisted.internet.interfaces import ISSLTransport
-from twisted.internet.task import deferLater
 from twisted.internet.testing import EventLoggingObserver
 from twisted.internet.threads import deferToThread
 from twisted.logger import formatEvent, globalLogPublisher
@@ -142,7 +141,7 @@ class _ESMTP(smtp.ESMTP):
 
     def connectionLost(self, reason: Any) -> None:
         super().connectionLost(reason)
-        self.factory.server.connections.discard(self)
+        self.factory.server.lost(self)
 
     def ext_AUTH(self, rest: bytes) -> Any:
         self.factory.server.authAttempts.append(rest.split()[0].upper() if rest.split() else b"")
@@ -205,6 +204,8 @@ class TestSMTPServer:
         self.mailReplies: list[int | None] = []
         self._waiting: list[tuple[int, defer.Deferred[None]]] = []
         self.connections: set[Any] = set()
+        #: fire once no connection is left
+        self._closedWaiters: list[defer.Deferred[None]] = []
 
     def listen(self) -> int:
         factory = _Factory(self)
@@ -217,15 +218,36 @@ class TestSMTPServer:
     @defer.inlineCallbacks
     def stop(self) -> Any:
         """
-        Stop listening; wait (up to 5 s) for the connections to close.
+        Stop listening; wait (up to 5 s) for the connections to close, then
+        abort what is left.
         """
         yield self.port.stopListening()
-        for _ in range(500):
-            if not self.connections:
-                return
-            yield deferLater(reactor, 0.01, lambda: None)
-        for connection in list(self.connections):
-            connection.transport.abortConnection()
+        try:
+            yield self.allClosed().addTimeout(5, reactor)
+        except defer.TimeoutError:
+            for connection in list(self.connections):
+                connection.transport.abortConnection()
+
+    def lost(self, connection: Any) -> None:
+        """
+        C{connection} closed.
+        """
+        self.connections.discard(connection)
+        if not self.connections:
+            waiters, self._closedWaiters = self._closedWaiters, []
+            for d in waiters:
+                if not d.called:  # not timed out
+                    d.callback(None)
+
+    def allClosed(self) -> defer.Deferred[None]:
+        """
+        Fires once no connection is open.
+        """
+        if not self.connections:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._closedWaiters.append(d)
+        return d
 
     def received(self, message: bytes) -> None:
         self.messages.append(message)

@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import sqlite3
-import time
 from typing import Any
 
 from twisted.internet.task import Clock
@@ -415,6 +414,22 @@ class TaskProcessTestsMixin:
         self.addCleanup(client.close)  # type: ignore[attr-defined]
         return client
 
+    def held(self, server: ServerProcess, tag: str, op: str = "hold") -> dict[str, Any]:
+        """
+        Data of a task (C{hold}, or C{ahold} for an C{async} handler) that
+        runs until L{release}C{(server, tag)}: while it has not been
+        released it is certainly still running.  Released in cleanup in any
+        case (before the server is stopped).
+        """
+        self.addCleanup(self.release, server, tag)  # type: ignore[attr-defined]
+        return {"op": op, "release": f"release-{tag}", "tag": tag}
+
+    def release(self, server: ServerProcess, tag: str) -> None:
+        """
+        Let the held task C{tag} end.
+        """
+        open(os.path.join(server.directory, f"release-{tag}"), "a").close()
+
 
 def taskCommand(data: Any) -> str:
     return "task " + json.dumps(data)
@@ -559,8 +574,14 @@ class ProcessTaskTests(TaskProcessTestsMixin, TestCase):
             self.assertEqual(results["2"][1]["value"], "m2")
             checkRan(results["0"][1], workerId, askerPid)
 
-            server.waitFor(rf"^TASKEND none{workerId} {noneId} ", timeout=3)
-            time.sleep(0.1)
+            # No finish for None.  The positive signal that its result (if
+            # any) has been handled: a later task on the same task worker
+            # answered, whose result travels the same ordered channels
+            # (task worker -> master -> asker) behind it.
+            ran = server.waitFor(rf"^TASKEND none{workerId} {noneId} (\d+) ", timeout=3)
+            reply = client.request(f"taskto {ran.group(1)} " + json.dumps({"op": "echo", "value": "behind"}))
+            line = client.readLine(timeout=5)
+            self.assertTrue(line.startswith(f"FINISH {reply.split()[2]} OK "), line)
             self.assertEqual(server.lines(rf"^FINISHED {workerId} {noneId} "), [])
 
         # Idle-first: sequential tasks alternate, so both were used.
@@ -571,49 +592,54 @@ class ProcessTaskTests(TaskProcessTestsMixin, TestCase):
 
     def test_sharedIdleFirstInParallel(self) -> None:
         """
-        Two slow tasks submitted together run at once in the two task
-        worker processes (different pids): both are done after about one
-        task's time.  A third, from the other worker, waits for the task
-        worker that becomes idle first.
+        Two tasks submitted together run at once in the two task worker
+        processes (different pids): both are inside their handlers at the
+        same moment.  A third, from the other worker, waits (queued in the
+        master) for the task worker that becomes idle first, and runs there
+        while the other task still runs.
         """
-        server = self.start()
+        server = self.start(worker_ping_interval=0.2)
         taskPids = self.taskWorkerPids(server)
         clients = clientsOnBothWorkers(self, server.port)
         first, second = clients[0][0], clients[1][0]
-        seconds = 0.8
-        startedAt = time.monotonic()
-        reply = first.request(
-            "tasks " + json.dumps([
-                {"op": "sleep", "seconds": seconds, "tag": "a"},
-                {"op": "sleep", "seconds": seconds + 0.2, "tag": "b"},
-            ])
-        )
+        reply = first.request("tasks " + json.dumps([self.held(server, "a"), self.held(server, "b")]))
         self.assertTrue(reply.startswith("TASKIDS "), reply)
-        server.waitFor(r"^TASKSTART [ab] ", count=2, timeout=3)
-        second.request(taskCommand({"op": "sleep", "seconds": 0.2, "tag": "c"}))
-        finishes = [first.readLine(timeout=5), first.readLine(timeout=5)]
-        bothDoneAt = time.monotonic() - startedAt
-        self.assertTrue(all(" OK " in line for line in finishes), finishes)
-        cLine = second.readLine(timeout=5)
-        allDoneAt = time.monotonic() - startedAt
-        self.assertTrue(cLine.startswith("FINISH ") and " OK " in cLine, cLine)
+        # Neither can end before it is released: both started means both run at once.
+        server.waitFor(r"^TASKSTART a ", timeout=5)
+        server.waitFor(r"^TASKSTART b ", timeout=5)
+        cId = second.request(taskCommand({"op": "echo", "value": "c", "tag": "c"})).split()[2]
+        # c is queued in the master (no idle task worker), not running.
+        observer = self.client(server)
+        queued = waitUntil(
+            lambda: json.loads(observer.request("stats")[len("STATS "):])["task_queue_num"] == 1, 5, 0.05
+        )
+        self.assertTrue(queued, server.log())
+        self.assertEqual(server.lines(r"^TASKSTART c "), [])
 
-        starts, ends = self.events(server, "TASKSTART"), self.events(server, "TASKEND")
-        (_, twA, pidA, startA), (_, twB, pidB, startB) = starts["a"][0], starts["b"][0]
+        self.release(server, "a")
+        aLine = first.readLine(timeout=5)
+        self.assertTrue(aLine.startswith("FINISH ") and " OK " in aLine, aLine)
+        cLine = second.readLine(timeout=5)
+        self.assertTrue(cLine.startswith(f"FINISH {cId} OK "), cLine)
+        self.release(server, "b")
+        bLine = first.readLine(timeout=5)
+        self.assertTrue(bLine.startswith("FINISH ") and " OK " in bLine, bLine)
+
+        starts = self.events(server, "TASKSTART")
+        (_, twA, pidA, _), (_, twB, pidB, _) = starts["a"][0], starts["b"][0]
         self.assertNotEqual(pidA, pidB)
         self.assertEqual({pidA, pidB}, set(taskPids.values()))
         self.assertEqual({twA, twB}, set(TASK_WORKER_IDS))
-        self.assertLess(abs(startA - startB), 0.3)
-        # In parallel: about one task's time (serially it would be 1.8 s).
-        self.assertLess(bothDoneAt, seconds + 0.2 + 0.6)
+        # In parallel: each started before either ended.
+        firstEnd = min(server.position(r"^TASKEND a "), server.position(r"^TASKEND b "))
+        self.assertLess(server.position(r"^TASKSTART a "), firstEnd)
+        self.assertLess(server.position(r"^TASKSTART b "), firstEnd)
         # c waited for a task worker: it started after a (the first to be
-        # idle again) finished, in a's task worker, while b still ran.
-        (_, twC, pidC, startC) = starts["c"][0]
-        endA, endB = ends["a"][0][3], ends["b"][0][3]
-        self.assertGreaterEqual(startC, endA - 0.01)
+        # idle again) ended, in a's task worker, while b still ran.
+        (_, _, pidC, _) = starts["c"][0]
         self.assertEqual(pidC, pidA)
-        self.assertLess(startC, endB)
-        self.assertLess(allDoneAt, seconds + 0.2 + 0.2 + 0.8)
+        self.assertLess(server.position(r"^TASKEND a "), server.position(r"^TASKSTART c "))
+        self.assertLess(server.position(r"^TASKSTART c "), server.position(r"^TASKEND b "))
         self.assertNoErrors(server)
 
     # ----------------------------------------------------------- failures
@@ -663,14 +689,15 @@ class ProcessTaskTests(TaskProcessTestsMixin, TestCase):
         for op in ("enumresult", "subclassresult"):
             line = client.request("taskwait 2 " + json.dumps({"op": op}), timeout=5)
             self.assertTrue(line.startswith("WAIT FAIL TaskFailed "), f"{op}: {line}")
-        startedAt = time.monotonic()
-        reply = client.request(
-            "tasks " + json.dumps([{"op": "sleep", "seconds": 0.5, "tag": t} for t in "xy"])
-        )
+        reply = client.request("tasks " + json.dumps([self.held(server, t) for t in "xy"]))
         self.assertTrue(reply.startswith("TASKIDS "), reply)
-        client.readLine(timeout=5)
-        client.readLine(timeout=5)
-        self.assertLess(time.monotonic() - startedAt, 0.9, "the two tasks did not run at once")
+        # Neither ends before it is released: both started means both run at once.
+        server.waitFor(r"^TASKSTART x ", timeout=5)
+        server.waitFor(r"^TASKSTART y ", timeout=5)
+        self.release(server, "x")
+        self.release(server, "y")
+        lines = [client.readLine(timeout=5), client.readLine(timeout=5)]
+        self.assertTrue(all(line.startswith("FINISH ") and " OK " in line for line in lines), lines)
 
     def test_badDataAndFullQueue(self) -> None:
         """
@@ -684,8 +711,10 @@ class ProcessTaskTests(TaskProcessTestsMixin, TestCase):
         self.assertTrue(reply.startswith("REFUSED TypeError task data is a set"), reply)
         reply = client.request("badtask object")
         self.assertTrue(reply.startswith("REFUSED TypeError "), reply)
+        # The four are submitted in one reactor turn: no result can come
+        # back in between, so the third and fourth find the queue full.
         reply = client.request(
-            "tasks " + json.dumps([{"op": "sleep", "seconds": 0.3, "tag": f"q{i}"} for i in range(4)])
+            "tasks " + json.dumps([{"op": "echo", "value": f"q{i}", "tag": f"q{i}"} for i in range(4)])
         )
         ids = json.loads(reply[len("TASKIDS "):])
         self.assertEqual([type(i) for i in ids], [int, int, bool, bool], ids)
@@ -732,9 +761,10 @@ class ProcessTaskTests(TaskProcessTestsMixin, TestCase):
         self.assertTrue(waitUntil(lambda: current(0), 2, 0.1), stats)
         self.assertEqual(stats["task_worker_num"], 2)
         other = self.client(server)
-        other.request(taskCommand({"op": "sleep", "seconds": 1.5, "tag": "busy"}))
+        other.request(taskCommand(self.held(server, "busy")))
         server.waitFor(r"^TASKSTART busy ", timeout=3)
-        self.assertTrue(waitUntil(lambda: current(1), 1, 0.1), stats)
+        # Held: it still runs however long the stats take to show it.
+        self.assertTrue(waitUntil(lambda: current(1), 5, 0.1), stats)
 
     # -------------------------------------------------------- supervision
 
@@ -749,12 +779,14 @@ class ProcessTaskTests(TaskProcessTestsMixin, TestCase):
         server = self.start()
         before = self.taskWorkerPids(server)
         client = self.client(server)
-        reply = client.request(taskCommand({"op": "sleep", "seconds": 1.0, "tag": "victim"}))
+        reply = client.request(taskCommand(self.held(server, "victim")))
         taskId = reply.split()[2]
         started = server.waitFor(r"^TASKSTART victim \S+ (\d+) (\d+) ", timeout=3)
         victimId, victimPid = int(started.group(1)), int(started.group(2))
         self.assertEqual(before[victimId], victimPid)
+        # Held: certainly in the middle of the task when killed.
         os.kill(victimPid, signal.SIGKILL)
+        self.release(server, "victim")  # the run after the kill may end
         line = client.readLine(timeout=6)
         self.assertTrue(line.startswith(f"FINISH {taskId} OK "), line)
         value = parseOutcome(line.split(" ", 2)[2])[1]
@@ -814,11 +846,14 @@ class ProcessTaskTests(TaskProcessTestsMixin, TestCase):
         client = self.client(server)
 
         server.signal(signal.SIGUSR2)
+        # The master chose the processes to replace when the signal came
+        # and says how many: two.  Once both task workers are replaced,
+        # those two were the task workers, so no worker was chosen.
+        server.waitFor(r"reloading 2 processes", timeout=5)
         changed = waitUntil(
             lambda: all(server.workerPids()[i] != before[i] for i in TASK_WORKER_IDS), 5
         )
         self.assertTrue(changed, server.log())
-        time.sleep(0.3)
         afterUsr2 = server.workerPids()
         self.assertEqual({i: afterUsr2[i] for i in (0, 1)}, {i: before[i] for i in (0, 1)})
         reloaded = {m.group(1) for m in server.lines(r"worker (\d+) \(pid \d+\) exited for reload")}
@@ -847,33 +882,54 @@ class ProcessTaskTests(TaskProcessTestsMixin, TestCase):
         C{SIGTERM} while a (blocking) task runs in a task process: the task
         completes, its result reaches the asking worker's C{finish} before
         it exits, the task workers run C{workerStop}, and the master exits
-        0 after C{shutdown}, well within C{max_wait_time}.
+        0 after C{shutdown}, without waiting for C{max_wait_time}.
         """
-        self.sigtermWhileRunning("sleep")
+        self.sigtermWhileRunning("hold")
 
     def test_sigtermFinishesRunningAsyncTask(self) -> None:
         """
         The same with an C{async} task handler (the task process's reactor
         runs while it waits).
         """
-        self.sigtermWhileRunning("asleep")
+        self.sigtermWhileRunning("ahold")
 
     def sigtermWhileRunning(self, op: str) -> None:
-        server = self.start(max_wait_time=6)
+        # max_wait_time far beyond the bounded waits below: a stop that
+        # waited for it instead of for the task fails them.
+        server = self.start(max_wait_time=60)
         client = self.client(server)
-        reply = client.request(taskCommand({"op": op, "seconds": 1.0, "tag": "last"}))
+        reply = client.request(taskCommand(self.held(server, "last", op)))
         asker, taskId = reply.split()[1:]
-        server.waitFor(r"^TASKSTART last ", timeout=3)
-        stoppedAt = time.monotonic()
+        started = server.waitFor(r"^TASKSTART last \S+ (\d+) ", timeout=3)
+        runner = int(started.group(1))
         server.signal(signal.SIGTERM)
-        self.assertEqual(server.wait(10), 0, server.log())
-        elapsed = time.monotonic() - stoppedAt
+
+        def exited(workerId: int | str) -> str:
+            # The master's line once it reaped the process.
+            return rf"worker {workerId} \(pid \d+\) stopped$"
+
+        # The stop is under way: the processes with nothing to finish exit...
+        for workerId in sorted({0, 1, 2, 3} - {int(asker), runner}):
+            server.waitFor(exited(workerId), timeout=5)
+        # ... while the task's task worker and the asker wait for it.
+        self.assertEqual(server.lines(exited(f"({runner}|{asker})")), [], server.log())
+        self.assertIsNone(server.proc.poll(), server.log())
+        self.release(server, "last")
+        self.assertEqual(server.wait(20), 0, server.log())
         self.assertIn("last", self.events(server, "TASKEND"))
         self.assertEqual(len(server.lines(rf"^FINISHED {asker} {taskId} OK$")), 1, server.log())
         self.assertEqual(len(self.events(server, "TASKSTART")["last"]), 1)
-        self.assertLess(elapsed, 4.0, server.log())
+        # The task ended before its task worker exited; its result reached
+        # the asker's finish before the asker exited; everyone ran
+        # workerStop and exited before the shutdown; nothing was killed
+        # for max_wait_time.
+        self.assertLess(server.position(r"^TASKEND last "), server.position(exited(runner)))
+        self.assertLess(server.position(rf"^FINISHED {asker} {taskId} OK$"), server.position(exited(asker)))
         self.assertEqual(sorted(int(m.group(1)) for m in server.lines(r"^WORKERSTOP (\d+) ")), [0, 1, 2, 3])
-        self.assertIn("\nSHUTDOWN\n", server.log())
+        lastExit = max(m.start() for m in server.lines(exited(r"\d+")))
+        self.assertEqual(len(server.lines(exited(r"\d+"))), 4, server.log())
+        self.assertLess(lastExit, server.position(r"^SHUTDOWN$"))
+        self.assertEqual(server.lines(r"max_wait_time"), [], server.log())
         self.assertNoErrors(server)
 
 
@@ -887,15 +943,16 @@ class ProcessCrashRecoveryTests(TaskProcessTestsMixin, TestCase):
     def test_wholeServerKilled(self) -> None:
         """
         12 tasks accepted (journalled) by one worker, C{kill -9} of the
-        master while some are done and some run (every process dies with
-        it); after a restart on the same journal every accepted task has
-        run, nothing else did, at most the ones that were running ran
-        twice, and the journal is empty.
+        master while two are done and two run (held: they cannot end before
+        the kill; every process dies with it); after a restart on the same
+        journal every accepted task has run, nothing else did, at most the
+        ones that were running ran twice, and the journal is empty.
         """
         tmp = os.path.abspath(self.mktemp())
         os.makedirs(tmp)
         store = os.path.join(tmp, "tasks.db")
         record = os.path.join(tmp, "done.txt")
+        release = os.path.join(tmp, "release")
         config = {"record": record}
         settings = {"task_store": "sqlite:" + store}
 
@@ -906,29 +963,26 @@ class ProcessCrashRecoveryTests(TaskProcessTestsMixin, TestCase):
                 return f.read().split()
 
         first = self.start(config, **settings)
+        self.addCleanup(lambda: open(release, "a").close())  # before any stop
         pids = list(first.workerPids().values())
         client = self.client(first)
-        reply = client.request(
-            "tasks " + json.dumps([{"op": "record", "seconds": 0.3, "value": f"mail-{n}"} for n in range(12)])
-        )
+        # The first two end at once; the others wait for the release file,
+        # which comes only after the kill.
+        tasks = [{"op": "record", "value": f"mail-{n}", "tag": f"mail-{n}"} for n in range(12)]
+        for task in tasks[2:]:
+            task["release"] = release
+        reply = client.request("tasks " + json.dumps(tasks))
         ids = json.loads(reply[len("TASKIDS "):])
         self.assertTrue(all(isinstance(i, int) and i is not False for i in ids), ids)
         accepted = [f"mail-{n}" for n in range(12)]
         self.assertTrue(waitUntil(lambda: len(done()) >= 2, 5), first.log())
+        first.waitFor(r"^TASKSTART ", count=4, timeout=5)  # two running
         first.signal(signal.SIGKILL)
         self.assertEqual(first.wait(5), -signal.SIGKILL)
         self.assertTrue(waitUntil(lambda: all(processGone(pid) for pid in pids), 3), pids)
         before = done()
         self.assertLess(len(set(before)), len(accepted))
-
-        second = self.start(config, **settings)
-        complete = waitUntil(lambda: set(done()) == set(accepted), 10, 0.05)
-        self.assertTrue(complete, (sorted(set(accepted) - set(done())), second.log()))
-        time.sleep(0.5)  # anything extra would show now
-        final = done()
-        self.assertEqual(set(final), set(accepted))
-        self.assertLessEqual(len(final), len(accepted) + 2, final)
-        self.assertIn("will run again", second.log())
+        open(release, "a").close()
 
         def journalEmpty() -> bool:
             db = sqlite3.connect(store, timeout=5)
@@ -937,6 +991,22 @@ class ProcessCrashRecoveryTests(TaskProcessTestsMixin, TestCase):
             finally:
                 db.close()
 
+        second = self.start(config, **settings)
+        complete = waitUntil(lambda: set(done()) == set(accepted), 10, 0.05)
+        self.assertTrue(complete, (sorted(set(accepted) - set(done())), second.log()))
+        # Nothing left to run: the journal is empty, and a task sent after
+        # that to each task worker (one task at a time each, queued behind
+        # anything the master held) has answered.  Anything extra shows now.
+        self.assertTrue(waitUntil(journalEmpty, 3, 0.05))
+        client = self.client(second)
+        for dst in TASK_WORKER_IDS:
+            reply = client.request(f"taskto {dst} " + json.dumps({"op": "echo", "value": "last"}))
+            line = client.readLine(timeout=5)
+            self.assertTrue(line.startswith(f"FINISH {reply.split()[2]} OK "), line)
+        final = done()
+        self.assertEqual(set(final), set(accepted))
+        self.assertLessEqual(len(final), len(accepted) + 2, final)
+        self.assertIn("will run again", second.log())
         self.assertTrue(waitUntil(journalEmpty, 3, 0.05))
 
     def test_failedTaskIsDeadLetter(self) -> None:

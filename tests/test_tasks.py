@@ -5,10 +5,10 @@ Tests for the task workers, thread kind (L{swooletw.tasks}).
 from __future__ import annotations
 
 import threading
-import time
 
 from twisted.internet import reactor as globalReactor
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -273,10 +273,12 @@ class RealThreadTests(TestCase):
         self.serv = Server("127.0.0.1", 0, BASE)
         self.serv.set(worker_num=1, task_worker_num=2)
         self.threads = set()
+        #: what each handler does inside (set by the test): it blocks there
+        self.inside = lambda data: None
 
         def onTask(serv, taskId, src, data):
             self.threads.add(threading.current_thread().name)
-            time.sleep(0.2)  # blocking work, off the reactor
+            self.inside(data)
             return [taskId, data, serv.worker_id, serv.taskworker]
 
         self.serv.on("task", onTask)
@@ -287,27 +289,45 @@ class RealThreadTests(TestCase):
 
     @inlineCallbacks
     def test_tasksRunInParallelOffTheReactor(self):
-        """Two tasks run at once in the pool's threads; the reactor stays free."""
-        started = time.monotonic()
-        results = yield self.serv.taskWaitMulti(["a", "b"], timeout=5)
-        elapsed = time.monotonic() - started
+        """
+        Two tasks run at once in the pool's threads: each handler waits
+        inside for the other to be inside too (a barrier; one task at a
+        time, or a task on the reactor thread, breaks it).
+        """
+        barrier = threading.Barrier(2)
+        met = []
+        self.inside = lambda data: met.append(barrier.wait(timeout=10))
+        results = yield self.serv.taskWaitMulti(["a", "b"], timeout=15)
+        self.assertEqual(sorted(met), [0, 1])
         self.assertEqual(sorted(r[1] for r in results.values()), ["a", "b"])
         self.assertTrue(all(r[3] is True and r[2] in (1, 2) for r in results.values()))
-        self.assertLess(elapsed, 0.38)
         self.assertTrue(all("swooletw-task" in name for name in self.threads), self.threads)
         self.assertNotIn(threading.current_thread().name, self.threads)
 
     @inlineCallbacks
     def test_reactorNotBlocked(self):
-        """While a task sleeps, a reactor timer still fires on time."""
-        fired = []
-        waited = self.serv.taskwait("slow", timeout=5)
-        d: Deferred[None] = Deferred()
-        globalReactor.callLater(0.05, lambda: (fired.append(time.monotonic()), d.callback(None)))
-        yield d
+        """
+        While a task's handler is blocked, the reactor runs: it hears from
+        the handler's thread and a timer fires, and only then does the test
+        let the handler go on.
+        """
+        entered: Deferred[None] = Deferred()
+        release = threading.Event()
+        released = []
+
+        def inside(data):
+            globalReactor.callFromThread(entered.callback, None)
+            released.append(release.wait(timeout=10))
+
+        self.inside = inside
+        waited = self.serv.taskwait("slow", timeout=15)
+        yield entered
+        yield deferLater(globalReactor, 0, lambda: None)  # a timer fires
         self.assertFalse(waited.called)
+        release.set()
         result = yield waited
         self.assertEqual(result[1], "slow")
+        self.assertEqual(released, [True])
 
 
 class RunBlockingTests(TestCase):

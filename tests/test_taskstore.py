@@ -9,9 +9,7 @@ import os
 import signal
 import socket
 import sqlite3
-import subprocess
 import sys
-import time
 from typing import Any
 
 from twisted.internet import reactor as globalReactor
@@ -23,8 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from swooletw import Server, SettingError
 from swooletw.tasks.journal import Claimed, Journal, JournalClosed, TaskStore, parseStore, releaseTasks
 from swooletw.testing import HarnessReactor, ServerHarness
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.workersupport import ServerProcess, processGone, waitUntil
 
 
 class JournalTests(SynchronousTestCase):
@@ -446,10 +443,14 @@ SCRIPT = """
 import json, os, sys, time
 import swooletw
 
-port, store, done = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-serv = swooletw.Server("127.0.0.1", port)
-serv.set({"worker_num": 2, "task_worker_num": 2, "task_store": "sqlite:" + store,
+config = json.loads(sys.argv[1])
+serv = swooletw.Server("127.0.0.1", 0)
+serv.set({"worker_num": 2, "task_worker_num": 2, "task_store": "sqlite:" + config["store"],
           "open_eof_split": True, "package_eof": "\\n"})
+
+def out(*words):
+    # One write per line: every process shares the output.
+    os.write(1, (" ".join(str(word) for word in words) + "\\n").encode())
 
 def onReceive(serv, fd, fromId, data):
     taskId = serv.task(data.decode().strip())
@@ -457,29 +458,35 @@ def onReceive(serv, fd, fromId, data):
     serv.taskStored(taskId).addCallback(lambda _: serv.send(fd, reply))
 
 def onTask(serv, taskId, src, data):
-    time.sleep(0.3)
-    fd = os.open(done, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    out("TASKSTART", data, os.getpid())
+    if data not in config["quick"]:
+        # Runs until the test creates the release file: a kill before that
+        # certainly finds it in the middle of the task.
+        deadline = time.monotonic() + 30
+        while not os.path.exists(config["release"]):
+            if time.monotonic() > deadline:
+                raise TimeoutError("no release file")
+            time.sleep(0.01)  # poll interval of the wait for the release file
+    fd = os.open(config["done"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     os.write(fd, (data + "\\n").encode())
     os.close(fd)
     return data
 
+serv.on("start", lambda serv: out("PORT", serv.port, "MASTER", os.getpid()))
 serv.on("receive", onReceive)
 serv.on("task", onTask)
-serv.on("workerStart", lambda serv, wid: print("WORKER", wid, os.getpid(), flush=True))
+serv.on("workerStart", lambda serv, wid: out("WORKERSTART", wid, os.getpid()))
 serv.start()
 """
-
-
-def _freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class CrashRecoveryTests(TestCase):
     """
     Real processes: SIGKILL while tasks run; after the restart every
     accepted task has run, and nothing else did.
+
+    The first two tasks end at once; the others run until the test creates
+    the release file, after the kill.
     """
 
     def setUp(self) -> None:
@@ -488,52 +495,33 @@ class CrashRecoveryTests(TestCase):
         self.script = os.path.join(self.tmp, "server.py")
         with open(self.script, "w") as f:
             f.write(SCRIPT)
-        self.store = os.path.join(self.tmp, "tasks.db")
-        self.done = os.path.join(self.tmp, "done.txt")
-        self.port = _freePort()
-        self.processes: list[subprocess.Popen] = []
-        self.addCleanup(self.stopAll)
+        self.config = {
+            "store": os.path.join(self.tmp, "tasks.db"),
+            "done": os.path.join(self.tmp, "done.txt"),
+            "release": os.path.join(self.tmp, "release"),
+            "quick": ["mail-0", "mail-1"],
+        }
+        self.done = self.config["done"]
 
-    def start(self) -> subprocess.Popen:
-        log = open(os.path.join(self.tmp, f"server{len(self.processes)}.log"), "wb")
-        self.addCleanup(log.close)
-        process = subprocess.Popen(
-            [sys.executable, self.script, str(self.port), self.store, self.done],
-            cwd=self.tmp, env=dict(os.environ, PYTHONPATH=REPO), stdout=log, stderr=subprocess.STDOUT,
-        )
-        self.processes.append(process)
-        self.logPath = log.name
-        return process
+    def start(self) -> ServerProcess:
+        server = ServerProcess(self, self.config, script=self.script)
+        # Whatever happens, held tasks may end before the server is stopped.
+        self.addCleanup(self.release)
+        return server
 
-    def stopAll(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-                process.wait(timeout=10)
+    def release(self) -> None:
+        open(self.config["release"], "a").close()
 
-    def workers(self) -> dict[int, int]:
-        with open(self.logPath) as f:
-            lines = [line.split() for line in f if line.startswith("WORKER ")]
-        return {int(w): int(pid) for _, w, pid in lines}
-
-    def submit(self, count: int) -> list[str]:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                sock = socket.create_connection(("127.0.0.1", self.port), timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    def submit(self, server: ServerProcess, count: int) -> list[str]:
         accepted = []
-        with sock, sock.makefile("rb") as replies:
-            for n in range(count):
-                data = f"mail-{n}"
-                sock.sendall(data.encode() + b"\n")
-                taskId, worker = replies.readline().split()
-                self.assertNotEqual(taskId, b"False")
-                accepted.append(data)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            with sock.makefile("rb") as replies:
+                for n in range(count):
+                    data = f"mail-{n}"
+                    sock.sendall(data.encode() + b"\n")
+                    taskId, worker = replies.readline().split()
+                    self.assertNotEqual(taskId, b"False")
+                    accepted.append(data)
         self.acceptingWorker = int(worker)
         return accepted
 
@@ -543,34 +531,42 @@ class CrashRecoveryTests(TestCase):
         with open(self.done) as f:
             return f.read().split()
 
+    def midTasks(self, server: ServerProcess) -> None:
+        """
+        Wait until the quick tasks are done and two others run (held).
+        """
+        self.assertTrue(waitUntil(lambda: len(self.doneSet()) >= 2, 10), server.log())
+        server.waitFor(r"^TASKSTART ", count=4, timeout=10)
+
     def waitForAll(self, accepted: list[str], timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while set(self.doneSet()) != set(accepted) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        waitUntil(lambda: set(self.doneSet()) == set(accepted), timeout, 0.05)
         self.assertEqual(set(self.doneSet()), set(accepted))
 
     def test_wholeServerKilled(self) -> None:
         """kill -9 of the master (workers die with it) mid-tasks; after a restart all ran."""
-        master = self.start()
-        accepted = self.submit(12)
-        time.sleep(0.2)
-        master.send_signal(signal.SIGKILL)
-        master.wait(timeout=10)
-        time.sleep(0.5)
+        first = self.start()
+        accepted = self.submit(first, 12)
+        self.midTasks(first)
+        workers = list(first.workerPids().values())
+        first.signal(signal.SIGKILL)
+        self.assertEqual(first.wait(10), -signal.SIGKILL)
+        # Every process is gone: nothing more of that run can be done.
+        self.assertTrue(waitUntil(lambda: all(processGone(pid) for pid in workers), 5), workers)
         self.assertLess(len(set(self.doneSet())), len(accepted))
+        self.release()
         self.start()
         self.waitForAll(accepted)
 
     def test_workerKilled(self) -> None:
         """kill -9 of one worker mid-tasks; its replacement runs them."""
-        self.start()
-        accepted = self.submit(12)
-        deadline = time.monotonic() + 10
-        while len(self.workers()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.1)
+        server = self.start()
+        accepted = self.submit(server, 12)
+        server.waitForWorkers(2, timeout=10)
+        self.midTasks(server)
         # The worker that accepted the client holds all its tasks.
-        os.kill(self.workers()[self.acceptingWorker], signal.SIGKILL)
-        time.sleep(0.2)
+        victim = server.workerPids()[self.acceptingWorker]
+        os.kill(victim, signal.SIGKILL)
+        self.assertTrue(waitUntil(lambda: processGone(victim), 5), victim)
         self.assertLess(len(set(self.doneSet())), len(accepted))
+        self.release()
         self.waitForAll(accepted)

@@ -39,13 +39,20 @@ Task data is a dict with C{op}:
  - C{echo}: returns C{{"value", "tw", "pid", "src", "taskworker"}}
  - C{sleep} (C{seconds}, C{tag}): blocks, then returns like C{echo}
  - C{asleep} (C{seconds}, C{tag}): an C{async def} pause (the reactor runs)
+ - C{hold} (C{release}, C{tag}): blocks until the file C{release} exists
+   (relative to the server's working directory: the test creates it when
+   the task may end), then returns like C{echo}; a task a test wants
+   running at some moment is held, not slept
+ - C{ahold} (C{release}, C{tag}): the same in an C{async def} (the reactor
+   runs while it waits)
  - C{finish}: calls C{serv.finish(value)} and returns L{None}
  - C{none}: returns L{None}
  - C{bytes}: returns C{value} encoded
  - C{raise}: raises C{ValueError(value)}
  - C{badresult}: returns a set; C{enumresult}: an C{IntEnum} member;
    C{subclassresult}: an C{OrderedDict}
- - C{record} (C{seconds}, C{value}): sleeps, appends C{value} to the
+ - C{record} (C{seconds}, C{value}, optional C{release}): sleeps, waits
+   for the file C{release} if given (as C{hold}), appends C{value} to the
    C{record} file, returns it
 """
 
@@ -122,6 +129,36 @@ async def pause(serv, seconds):
     await deferLater(serv.reactor, seconds, lambda: None)
 
 
+#: How long a held task waits for its release file before it fails (a test
+#: that never releases it has failed already; this only bounds the wait).
+HOLD_LIMIT = 30.0
+#: How often a held task looks for its release file.
+HOLD_POLL = 0.01
+
+
+def hold(path):
+    """
+    Block until the test creates C{path}: the test's positive signal that
+    the task may end.
+    """
+    deadline = time.monotonic() + HOLD_LIMIT
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} was not created in {HOLD_LIMIT}s")
+        time.sleep(HOLD_POLL)  # poll interval of the wait for the release file
+
+
+async def ahold(serv, path):
+    """
+    L{hold} in an C{async def}: the reactor runs while it waits.
+    """
+    deadline = time.monotonic() + HOLD_LIMIT
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} was not created in {HOLD_LIMIT}s")
+        await pause(serv, HOLD_POLL)  # poll interval of the wait for the release file
+
+
 def on_task(serv, task_id, src, data):
     op = data["op"]
     tag = data.get("tag", "-")
@@ -130,9 +167,14 @@ def on_task(serv, task_id, src, data):
         if op == "echo":
             return identity(serv, src, data.get("value"))
         if op == "sleep":
-            time.sleep(data["seconds"])
+            time.sleep(data["seconds"])  # simulated work: paces, synchronises nothing
             return identity(serv, src, tag)
         if op == "asleep":
+            return ensureDeferred(asleep(serv, src, data))
+        if op == "hold":
+            hold(data["release"])
+            return identity(serv, src, tag)
+        if op == "ahold":
             return ensureDeferred(asleep(serv, src, data))
         if op == "finish":
             serv.finish({"finished": data.get("value"), "tw": serv.worker_id})
@@ -150,19 +192,24 @@ def on_task(serv, task_id, src, data):
         if op == "subclassresult":
             return collections.OrderedDict(a=1)
         if op == "record":
-            time.sleep(data.get("seconds", 0))
+            time.sleep(data.get("seconds", 0))  # simulated work: paces, synchronises nothing
+            if "release" in data:
+                hold(data["release"])
             fd = os.open(config["record"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             os.write(fd, (data["value"] + "\n").encode())
             os.close(fd)
             return data["value"]
         raise ValueError(f"unknown op {op!r}")
     finally:
-        if op != "asleep":
+        if op not in ("asleep", "ahold"):
             out("TASKEND", tag, task_id, serv.worker_id, os.getpid(), repr(time.time()))
 
 
 async def asleep(serv, src, data):
-    await pause(serv, data["seconds"])
+    if data["op"] == "ahold":
+        await ahold(serv, data["release"])
+    else:
+        await pause(serv, data["seconds"])  # simulated work: paces, synchronises nothing
     out("TASKEND", data.get("tag", "-"), "-", serv.worker_id, os.getpid(), repr(time.time()))
     return identity(serv, src, data.get("tag"))
 
