@@ -25,7 +25,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from benchlib import (BENCH_DIR, REPO_ROOT, Load, Scenario, ServerSpec, _fmt,  # noqa: E402
-                      have_module, main, render)
+                      have_module, main, noisy_limit, render)
 
 SRV = os.path.join(BENCH_DIR, "servers")
 TW = "twisted_echo.py"
@@ -90,6 +90,7 @@ SCENARIO = Scenario(
 
 
 def add_args(ap):
+    ap.set_defaults(time_budget=600.0)  # 40 rows (48 with --baseline-tree) of ~7.5 s
     ap.add_argument("--baseline-tree", metavar="PATH",
                     help=f"also run rows '{BEFORE}': swooletw_echo.py --mode base with "
                          "PYTHONPATH=PATH (another checkout of the repo, e.g. a git worktree of an "
@@ -122,6 +123,10 @@ def render_echo(scenario, rows, args, command, started, elapsed):
     text = render(scenario, rows, args, command, started, elapsed)
     by = {(r.server.name, r.server.framing, r.load): r for r in rows if r.us_per_msg}
     lines, worse, ratios = [], [], {}
+
+    def noisy(*rs):
+        return any(x.result["other_cpu_pct"] > noisy_limit(args.duration) for x in rs)
+
     for r in rows:
         old = by.get((BEFORE, r.server.framing, r.load))
         if r.server.name != "swooletw BASE" or old is None:
@@ -135,11 +140,12 @@ def render_echo(scenario, rows, args, command, started, elapsed):
                 cells += ["–", "–"]
                 continue
             q = x.us_per_msg / old.us_per_msg
+            flag = " (noisy)" if noisy(old, x) else ""
             ratios.setdefault(which, []).append(q)
             if q > 1.05:
                 worse.append(f"{which} {r.server.framing} {r.load.size} B inflight "
-                             f"{r.load.inflight} ({(q - 1) * 100:+.1f} %)")
-            cells += [_fmt(x.us_per_msg, 2), f"**{q:.3f}×**"]
+                             f"{r.load.inflight} ({(q - 1) * 100:+.1f} %{', noisy' if flag else ''})")
+            cells += [_fmt(x.us_per_msg, 2), f"**{q:.3f}×**{flag}"]
         # PROCESS: the part of its CPU the serving worker used (the rest is the master's)
         serving = [p for p in (proc.result.get("server_by_process") or []) if p["conns"]] \
             if proc else []
@@ -163,7 +169,8 @@ def render_echo(scenario, rows, args, command, started, elapsed):
         f"Server CPU µs/msg of *swooletw BASE* (this tree, one process) and *swooletw PROCESS* "
         f"(this tree, master + 1 worker: the whole tree's CPU) ÷ *{BEFORE}* (one process), "
         "same framing, size and inflight, run back to back. *worker share*: the part of the "
-        "PROCESS row's CPU used by the worker holding the connections.", "",
+        "PROCESS row's CPU used by the worker holding the connections. *(noisy)*: other "
+        "processes were busy during one of the two rows (see the notes above).", "",
         "| framing | size B | inflight | before µs/msg | BASE µs/msg | BASE ÷ before | "
         "PROCESS µs/msg | PROCESS ÷ before | PROCESS worker share |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
