@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from inspect import iscoroutine
-from typing import Any, BinaryIO
+from typing import Any
 
 import httptools
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -37,103 +37,13 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from swooletw.http.exchange import BadRequest, Exchange, Limits, StopParsing
 from swooletw.http.forms import FormError, MultipartParser, boundaryOf
 from swooletw.http.request import HttpRequest
-from swooletw.http.response import DETACHED, SERVER_HEADER, HttpResponse, reasonPhrase
+from swooletw.http.response import SERVER_HEADER, HttpResponse, reasonPhrase
 from swooletw.wire.stream import PortFactory, ServerConnection
 
 __all__ = ["Exchange", "HttpConnection", "HttpPortFactory"]
-
-
-class BadRequest(Exception):
-    """
-    A request refused before the application sees it: C{status} and the
-    reason sent back.
-    """
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-class _Stop(Exception):
-    """
-    Raised into the parser to stop it: the connection is closing and the
-    bytes after the last request must not become requests.
-    """
-
-
-class Exchange:
-    """
-    One request and its answer on a connection: what the response writes
-    through.
-
-    @ivar open: whether the answer may still be written.
-    @ivar keepAlive: whether the connection stays open after the answer.
-    """
-
-    __slots__ = (
-        "connection", "request", "response", "version", "versionBytes", "head",
-        "keepAlive", "open", "timer", "error", "multipart",
-    )
-
-    def __init__(self, connection: HttpConnection, version: str, head: bool, keepAlive: bool) -> None:
-        self.connection = connection
-        self.version = version
-        self.versionBytes = b"1.1" if version == "1.1" else b"1.0"
-        self.head = head
-        self.keepAlive = keepAlive
-        self.open = True
-        self.timer: Any = None
-        self.request: HttpRequest | None = None
-        self.response: HttpResponse | None = None
-        self.error: BadRequest | None = None
-        #: the upload parser whose temporary files go with the request
-        self.multipart: MultipartParser | None = None
-
-    def close(self) -> None:
-        """
-        The answer is complete (or cannot be): stop its timer, remove its
-        uploads.
-        """
-        self.open = False
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
-        if self.multipart is not None:
-            self.multipart.cleanup()
-        fd = self.connection.fd
-        if DETACHED.get(fd) is self:
-            del DETACHED[fd]
-
-    # What the response asks of its exchange.
-    def send(self, data: bytes, last: bool) -> bool:
-        return self.open and self.connection.exchangeSend(self, data, last)
-
-    def sendFile(self, file: BinaryIO, length: int) -> None:
-        FilePump(self.connection, self, file, length).pump()
-
-    def date(self) -> bytes:
-        return self.connection.factory.date()
-
-    def now(self) -> float:
-        return self.connection.factory.clock.seconds()
-
-    @property
-    def outputLimit(self) -> int:
-        return self.connection.factory.outputLimit
-
-    @property
-    def compressionLevel(self) -> int:
-        return self.connection.factory.compressionLevel
-
-    @property
-    def compressionMinLength(self) -> int:
-        return self.connection.factory.compressionMinLength
-
-    def acceptEncoding(self) -> str | None:
-        request = self.request
-        return None if request is None else request.header.get("accept-encoding")
 
 
 class HttpReceiver(Protocol):
@@ -164,7 +74,7 @@ class HttpReceiver(Protocol):
             self._failed = True
         except httptools.HttpParserCallbackError as e:
             error = e.__context__
-            if not isinstance(error, (BadRequest, _Stop)):
+            if not isinstance(error, (BadRequest, StopParsing)):
                 fd = self.fd  # type: ignore[attr-defined]
                 self.log.failure("parsing a request on fd {fd}", Failure(error), fd=fd)
                 error = BadRequest(500, "internal server error")
@@ -195,7 +105,7 @@ class HttpReceiver(Protocol):
     def on_message_begin(self) -> None:
         if self._failed or self._closing:  # type: ignore[attr-defined]
             self._failed = True
-            raise _Stop()
+            raise StopParsing()
         self._inMessage = True
         self._headersDone = False
         self._headSize = 0
@@ -486,62 +396,6 @@ class HttpConnection(ServerConnection, HttpReceiver):
         self._exchanges.clear()
         self.dropUpload()
         super().connectionLost(reason)
-
-
-class FilePump:
-    """
-    Streams C{length} bytes of an open file, from where it is, into a
-    connection: at most L{CHUNK} bytes per reactor turn, waiting while the
-    transport's buffer is past its high-water mark; then finishes the
-    exchange.
-    """
-
-    CHUNK = 256 * 1024
-
-    def __init__(self, connection: HttpConnection, exchange: Exchange, file: BinaryIO, length: int) -> None:
-        self.connection = connection
-        self.exchange = exchange
-        self.file = file
-        self.left = length
-
-    def pump(self) -> None:
-        connection, exchange = self.connection, self.exchange
-        if not exchange.open or connection.closing:
-            self.file.close()
-            return
-        drained = connection.whenDrained()
-        if not drained.called:
-            # The peer reads slower than we read the file: wait for it.
-            drained.addCallback(lambda _: self.pump())
-            return
-        if exchange.head or self.left <= 0:
-            self.file.close()
-            connection.finished(exchange)
-            return
-        chunk = self.file.read(min(self.CHUNK, connection.factory.outputLimit, self.left))
-        if not chunk or not connection.exchangeSend(exchange, chunk, last=False):
-            # Refused (the connection is cut), or the file shrank: the
-            # Content-Length sent cannot be kept.
-            self.file.close()
-            connection.closeConnection(reset=True)
-            return
-        self.left -= len(chunk)
-        connection.factory.clock.callLater(0, self.pump)
-
-
-class Limits:
-    """
-    The request limits of a port, from its settings.
-    """
-
-    __slots__ = ("headerSize", "headerCount", "urlLength", "bodySize", "pipeline")
-
-    def __init__(self, settings: dict[str, Any]) -> None:
-        self.headerSize = settings["http_max_header_size"]
-        self.headerCount = settings["http_max_headers"]
-        self.urlLength = settings["http_max_url_length"]
-        self.bodySize = settings["package_max_length"]
-        self.pipeline = settings["http_pipeline_max"]
 
 
 class HttpPortFactory(PortFactory):
