@@ -22,7 +22,7 @@ events and methods.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, NoReturn
 
 from twisted.logger import Logger
 from zope.interface.verify import verifyObject
@@ -37,6 +37,12 @@ from swooletw.wire.stream import PortFactory
 from swooletw.wire.table import ServerStats
 
 __all__ = ["Server", "Port", "ServerStateError", "EventError"]
+
+
+def _noTaskWorkers() -> NoReturn:
+    from swooletw.tasks import NoTaskWorkers
+
+    raise NoTaskWorkers("task() is only available in a worker of a started server")
 
 
 class _Connections:
@@ -380,23 +386,21 @@ class Server:
 
         @raise NoTaskWorkers: before start, or without C{task_worker_num}.
         """
-        from swooletw.tasks import NoTaskWorkers
-
-        raise NoTaskWorkers("task() is only available in a worker of a started server")
+        _noTaskWorkers()
 
     def taskwait(self, data: Any, timeout: float = 0.5, dst_worker_id: int = -1) -> Any:
         """
         Run a task and get a Deferred with its result; it fails with
         L{TaskTimeout} after C{timeout} seconds, or with the task's error.
         """
-        return self.task(data, dst_worker_id)
+        _noTaskWorkers()
 
     def taskWaitMulti(self, tasks: list[Any], timeout: float = 0.5) -> Any:
         """
         Run several tasks; a Deferred with C{{index: result}} for those done
         within C{timeout}.
         """
-        return self.task(tasks)
+        _noTaskWorkers()
 
     def taskStored(self, task_id: int) -> Any:
         """
@@ -404,7 +408,7 @@ class Server:
         journal (C{task_store}); at once without a journal.  Acknowledge a
         task to a client only then.
         """
-        return self.task(task_id)
+        _noTaskWorkers()
 
     def finish(self, data: Any) -> bool:
         """
@@ -420,7 +424,7 @@ class Server:
         Run blocking code off the reactor from an C{async def} task
         handler; a Deferred with C{f}'s result.
         """
-        return self.task(None)
+        _noTaskWorkers()
 
     def reload(self, only_reload_taskworker: bool = False) -> bool:
         """

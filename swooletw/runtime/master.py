@@ -38,7 +38,7 @@ from swooletw.runtime.fork import Forker, OSForker
 from swooletw.runtime.endpoints import ListenError, bindPorts, endpointFor, listenNow, stopListening
 from swooletw.runtime.local import ProcessRuntime
 from swooletw.runtime.router import MasterRouter
-from swooletw.runtime.signals import installStopSignals, restoreSignals, stopReactor
+from swooletw.runtime.signals import installStopSignals, restoreSignals, stopSoon
 from swooletw.runtime.supervisor import Supervisor, WorkerSlot
 from swooletw.runtime.taskworker import runTaskWorker
 from swooletw.runtime.worker import ListeningSocket, runWorker
@@ -83,7 +83,7 @@ class MasterService(Service):
         self.supervisor = Supervisor(serv.reactor, self, self, setting, taskProcesses)
         self.runtime = ProcessRuntime(
             serv, serv.reactor, -1, ConnectionTable(1, 0), self.router,
-            reload=self.supervisor.reload, shutdown=self._shutdown,
+            reload=self.supervisor.reload, shutdown=lambda: stopSoon(serv.reactor),
         )
 
     # ---------------------------------------------------------- listening
@@ -155,11 +155,6 @@ class MasterService(Service):
         self.serv.timers.clearAll()
         self._fire("managerStop")
         self._fire("shutdown")
-
-    def _shutdown(self) -> bool:
-        reactor = self.serv.reactor
-        reactor.callLater(0, stopReactor, reactor)
-        return True
 
     def _releaseTasks(self, owner: int | None = None) -> int:
         """
@@ -245,7 +240,7 @@ class MasterService(Service):
             "ping": lambda stats: self._pinged(workerId, stats),
             "recycling": lambda: supervisor.planned(workerId, "max_request"),
             "reload": lambda onlyTaskWorkers: supervisor.reload(onlyTaskWorkers),
-            "shutdown": self._shutdown,
+            "shutdown": lambda: stopSoon(self.serv.reactor),
         }
         dispatcher = self.dispatcher
         if dispatcher is not None and slot.task:

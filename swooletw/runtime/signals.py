@@ -17,7 +17,7 @@ from typing import Any
 
 from twisted.internet.error import ReactorNotRunning
 
-__all__ = ["stopReactor", "installStopSignals"]
+__all__ = ["stopReactor", "stopSoon", "installStopSignals", "restoreSignals"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -30,6 +30,15 @@ def stopReactor(reactor: Any) -> None:
         reactor.stop()
     except ReactorNotRunning:
         pass
+
+
+def stopSoon(reactor: Any) -> bool:
+    """
+    C{serv.shutdown()}: stop C{reactor} gracefully once the current call
+    is done.
+    """
+    reactor.callLater(0, stopReactor, reactor)
+    return True
 
 
 def installStopSignals(reactor: Any) -> dict[int, Any]:

@@ -29,6 +29,7 @@ from swooletw.deadline import waitAtMost
 from swooletw.events import invoke
 from swooletw.runtime.endpoints import bindPorts, endpointFor, listenNow, stopListening
 from swooletw.runtime.local import ProcessRuntime
+from swooletw.runtime.signals import stopSoon
 from swooletw.wire.udp import UDPPortProtocol
 
 __all__ = ["ServingService", "singleProcessService"]
@@ -157,14 +158,21 @@ class ServingService(Service):
         """
         Start this process's task threads, if C{task_worker_num} asks.
         """
-        runtime = self.runtime
-        if not self.serv.setting["task_worker_num"] or runtime.tasks is not None:
+        if not self.serv.setting["task_worker_num"] or self.runtime.tasks is not None:
             return
-        from swooletw.tasks.pool import ThreadTaskPool
-
         store = self.openTaskStore()
         if store is not None:
             store.release()  # one process is the whole server: all are ours
+        self.startThreadTasks(store)
+
+    def startThreadTasks(self, store: Any) -> None:
+        """
+        Start the task threads of this process, journalling to C{store}
+        (or L{None}), and run again what dead processes left there.
+        """
+        from swooletw.tasks.pool import ThreadTaskPool
+
+        runtime = self.runtime
         runtime.tasks = ThreadTaskPool(self.serv, runtime.clock, self.taskThreadPool, store)
         runtime.tasks.start()
         runtime.tasks.recover()
@@ -266,11 +274,4 @@ def singleProcessService(serv: Any) -> ServingService:
     The whole server in this one process (BASE mode with one worker).
     """
     clock = serv.reactor
-
-    def shutdown() -> bool:
-        from swooletw.runtime.signals import stopReactor
-
-        clock.callLater(0, stopReactor, clock)
-        return True
-
-    return ServingService(serv, ProcessRuntime(serv, clock, 0, shutdown=shutdown))
+    return ServingService(serv, ProcessRuntime(serv, clock, 0, shutdown=lambda: stopSoon(clock)))

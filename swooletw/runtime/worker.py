@@ -145,12 +145,7 @@ class WorkerService(ServingService):
         serv = self.serv
         if serv.setting["task_worker_mode"] != "process" or not serv.setting["task_worker_num"]:
             if serv.setting["task_worker_num"] and self.runtime.tasks is None:
-                from swooletw.tasks.pool import ThreadTaskPool
-
-                runtime = self.runtime
-                runtime.tasks = ThreadTaskPool(serv, runtime.clock, self.taskThreadPool, self.openTaskStore())
-                runtime.tasks.start()
-                runtime.tasks.recover()
+                self.startThreadTasks(self.openTaskStore())
             return
         from swooletw.tasks.processes import ProcessTaskPool
 
